@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The newest aiohttp release, for the loopback suite (aioresponses needs aiohttp < 3.14).
+LATEST := .venv-latest
+LATEST_PY := $(LATEST)/bin/python
+
+.PHONY: test lint typecheck pytest pytest-latest demo bench soak clean
+
+$(VENV)/.installed: pyproject.toml constraints-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints-dev.txt -e '.[dev,speed,cli]'
+	touch $@
+
+$(LATEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST_PY) -m pip install -q --upgrade pip
+	$(LATEST_PY) -m pip install -q --upgrade -e '.[dev,speed,cli]' aiohttp
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy --strict acp_async
+
+pytest: $(VENV)/.installed
+	$(PY) -m pytest
+
+# The loopback suite (everything but the aioresponses unit tests) on the newest aiohttp.
+pytest-latest: $(LATEST)/.installed
+	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
+	$(LATEST_PY) -m pytest -q -m 'not aioresponses' -p no:cacheprovider
+
+test: lint typecheck pytest pytest-latest
+
+demo: $(VENV)/.installed
+	$(PY) -m acp_async demo
+
+clean:
+	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache

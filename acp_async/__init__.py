@@ -1,0 +1,48 @@
+"""acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
+
+from ._client import ACPClient
+from ._version import __version__
+from .errors import (
+    ACPError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+    WaitTimeoutError,
+)
+from .models import AgentRun, AgentRunList, RunEvent, RunMode, RunStatus, ServerRuns
+
+__all__ = (
+    "ACPClient",
+    "ACPError",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AgentRun",
+    "AgentRunList",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "RunEvent",
+    "RunMode",
+    "RunStatus",
+    "ServerRuns",
+    "UnprocessableEntityError",
+    "WaitTimeoutError",
+    "__version__",
+)

@@ -1,0 +1,97 @@
+"""Client configuration: resolved once from arguments and environment, then frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ._validate import int_at_least, positive_seconds
+from ._version import __version__
+
+DEFAULT_BASE_URL = "https://api.computer-agents.com"
+API_KEY_ENV = ("ACP_API_KEY", "COMPUTER_AGENTS_API_KEY")
+BASE_URL_ENV = ("ACP_BASE_URL", "COMPUTER_AGENTS_BASE_URL")
+ORGANIZATION_HEADER = "X-Computer-Agents-Organization"
+USER_AGENT = f"acp-async/{__version__}"
+
+
+def _from_env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def normalize_base_url(raw: str) -> URL:
+    """Make ``raw`` end in ``/v1``, like the official SDK, keeping any path prefix."""
+    url = URL(raw.strip())
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {raw!r}")
+    if url.query_string or url.fragment:
+        raise ValueError(f"base_url must not carry a query or fragment, got {raw!r}")
+    path = url.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return url.with_path(path)
+
+
+@attrs.frozen
+class ClientConfig:
+    """Everything a client needs to send requests; the token never shows in ``repr``."""
+
+    api_key: str = attrs.field(repr=False)
+    base_url: URL
+    organization_id: str | None
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+    max_connections: int
+    max_response_bytes: int
+    headers: CIMultiDictProxy[str] = attrs.field(repr=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | None,
+        *,
+        base_url: str | None,
+        organization_id: str | None,
+        timeout: float,
+        connect_timeout: float,
+        max_retries: int,
+        max_connections: int,
+        default_headers: Mapping[str, str] | None,
+        max_response_bytes: int,
+    ) -> ClientConfig:
+        """Apply argument > ``ACP_*`` > ``COMPUTER_AGENTS_*`` > default, and validate."""
+        key = api_key if api_key is not None else _from_env(API_KEY_ENV)
+        if not key:
+            raise ValueError(
+                "no API key: pass ACPClient(api_key=...) or set the ACP_API_KEY "
+                "(or COMPUTER_AGENTS_API_KEY) environment variable"
+            )
+        if not isinstance(key, str) or any(c in key for c in "\r\n"):
+            raise ValueError("api_key must be a single-line string")
+        url = normalize_base_url(base_url or _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL)
+        # Case-insensitive, so a caller's "authorization" cannot ride along beside ours.
+        headers = CIMultiDict({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        headers.update(default_headers or {})
+        headers["Authorization"] = f"Bearer {key}"
+        if organization_id:
+            headers[ORGANIZATION_HEADER] = organization_id
+        return cls(
+            api_key=key,
+            base_url=url,
+            organization_id=organization_id,
+            timeout=positive_seconds("timeout", timeout),
+            connect_timeout=positive_seconds("connect_timeout", connect_timeout),
+            max_retries=int_at_least("max_retries", max_retries, 0),
+            max_connections=int_at_least("max_connections", max_connections, 1),
+            max_response_bytes=int_at_least("max_response_bytes", max_response_bytes, 1),
+            headers=CIMultiDictProxy(headers),
+        )

@@ -1,0 +1,40 @@
+"""Argument checks that run before any request, so bad input never reaches the wire."""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import quote
+
+
+def path_segment(server_id: object) -> str:
+    """``server_id`` as exactly one percent-encoded path segment."""
+    if not isinstance(server_id, str):
+        raise TypeError(f"server_id must be a str, got {type(server_id).__name__}")
+    if server_id in ("", ".", ".."):
+        raise ValueError(
+            f"server_id must be a non-empty id other than '.' and '..', got {server_id!r}"
+        )
+    return quote(server_id, safe="")
+
+
+def int_at_least(name: str, value: object, minimum: int) -> int:
+    """An ``int >= minimum``; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def positive_int(name: str, value: object) -> int | None:
+    """An ``int >= 1`` or None."""
+    return None if value is None else int_at_least(name, value, 1)
+
+
+def positive_seconds(name: str, value: object) -> float:
+    """A finite number of seconds > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)

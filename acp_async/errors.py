@@ -1,0 +1,163 @@
+"""The errors acp-async raises. One root, so ``except ACPError`` catches them all::
+
+    ACPError
+    ├── APIConnectionError          DNS, refused, reset, TLS, truncated body
+    │   └── APITimeoutError         also a TimeoutError
+    ├── ResponseValidationError     not JSON, wrong shape, too large
+    ├── WaitTimeoutError            wait_for gave up; also a TimeoutError
+    └── APIStatusError              .status .code .message .details .request_id .body
+        ├── BadRequestError             400
+        ├── AuthenticationError         401
+        ├── PaymentRequiredError        402
+        ├── PermissionDeniedError       403
+        ├── NotFoundError               404
+        ├── ConflictError               409
+        ├── UnprocessableEntityError    422
+        ├── RateLimitError              429 (.retry_after)
+        └── InternalServerError         >= 500
+
+Messages never contain the API token: it is not part of any URL or body we quote.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import AgentRun
+
+__all__ = (
+    "ACPError",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "UnprocessableEntityError",
+    "WaitTimeoutError",
+)
+
+_BODY_EXCERPT = 500
+
+
+class ACPError(Exception):
+    """Root of every error acp-async raises on purpose."""
+
+
+class APIConnectionError(ACPError):
+    """The request did not produce a complete HTTP response."""
+
+
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """An attempt ran past its timeout; a ``TimeoutError`` so stdlib habits keep working."""
+
+
+class ResponseValidationError(ACPError):
+    """The server answered 2xx, but not with a body we can trust."""
+
+
+class WaitTimeoutError(ACPError, TimeoutError):
+    """``wait_for`` ran out of time; ``run`` is the last state seen, or None if never seen."""
+
+    def __init__(self, message: str, *, server_id: str, run_id: str, run: AgentRun | None) -> None:
+        super().__init__(message)
+        self.server_id = server_id
+        self.run_id = run_id
+        self.run = run
+
+
+class APIStatusError(ACPError):
+    """The server answered with an error status; the fields come from its JSON error body.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        details: Any = None,
+        request_id: str | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        self.message = message
+        self.code = code
+        self.details = details
+        self.request_id = request_id
+        self.body = body[:_BODY_EXCERPT] if body is not None else None
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [f"{self.status}: {self.message}"]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return " ".join(parts)
+
+
+class BadRequestError(APIStatusError):
+    """400."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: no poll can succeed without a new token."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403."""
+
+
+class NotFoundError(APIStatusError):
+    """404."""
+
+
+class ConflictError(APIStatusError):
+    """409."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422."""
+
+
+class RateLimitError(APIStatusError):
+    """429; ``retry_after`` is the server's wait in seconds, when it said one."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """The most specific error class for an HTTP status."""
+    if status >= 500:
+        return InternalServerError
+    return _BY_STATUS.get(status, APIStatusError)

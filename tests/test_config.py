@@ -1,0 +1,106 @@
+"""Configuration: arguments, then ACP_*, then COMPUTER_AGENTS_*, then defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from acp_async import ACPClient
+from acp_async._config import USER_AGENT
+
+
+def test_missing_api_key_names_both_ways_to_set_it() -> None:
+    """No key anywhere is a ValueError that names the argument and the variables."""
+    with pytest.raises(ValueError, match="api_key") as info:
+        ACPClient()
+    assert "ACP_API_KEY" in str(info.value)
+    assert "COMPUTER_AGENTS_API_KEY" in str(info.value)
+
+
+def test_api_key_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ACP_API_KEY wins over COMPUTER_AGENTS_API_KEY; an argument wins over both."""
+    monkeypatch.setenv("COMPUTER_AGENTS_API_KEY", "from-official")
+    assert ACPClient().config.api_key == "from-official"
+    monkeypatch.setenv("ACP_API_KEY", "from-acp")
+    assert ACPClient().config.api_key == "from-acp"
+    assert ACPClient("explicit").config.api_key == "explicit"
+
+
+def test_base_url_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """base_url falls back to ACP_BASE_URL, COMPUTER_AGENTS_BASE_URL, then the default host."""
+    assert str(ACPClient("k").config.base_url) == "https://api.computer-agents.com/v1"
+    monkeypatch.setenv("COMPUTER_AGENTS_BASE_URL", "http://official.test")
+    assert str(ACPClient("k").config.base_url) == "http://official.test/v1"
+    monkeypatch.setenv("ACP_BASE_URL", "http://acp.test")
+    assert str(ACPClient("k").config.base_url) == "http://acp.test/v1"
+    assert str(ACPClient("k", base_url="http://arg.test").config.base_url) == "http://arg.test/v1"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/acp", "http://127.0.0.1:8080/acp/v1"),
+        ("http://127.0.0.1:8080/acp//", "http://127.0.0.1:8080/acp/v1"),
+        ("https://host.test/acp/v1", "https://host.test/acp/v1"),
+    ],
+)
+def test_base_url_gets_v1_once_and_keeps_its_prefix(given: str, expected: str) -> None:
+    """`/v1` is appended unless present; prefixes and trailing slashes are handled."""
+    assert str(ACPClient("k", base_url=given).config.base_url) == expected
+
+
+@pytest.mark.parametrize("bad", ["ftp://host", "not a url", "/relative", "http://h/?q=1"])
+def test_bad_base_url_is_a_value_error(bad: str) -> None:
+    """A base URL that is not an absolute http(s) URL fails at construction."""
+    with pytest.raises(ValueError, match="base_url"):
+        ACPClient("k", base_url=bad)
+
+
+def test_headers_carry_auth_agent_and_organization() -> None:
+    """Bearer auth, our User-Agent and the official organization header are sent."""
+    headers = ACPClient(
+        "tok", organization_id="org_1", default_headers={"X-Extra": "1"}
+    ).config.headers
+    assert headers["Authorization"] == "Bearer tok"
+    assert headers["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith("acp-async/")
+    assert headers["X-Computer-Agents-Organization"] == "org_1"
+    assert headers["X-Extra"] == "1"
+
+
+def test_default_headers_cannot_replace_the_token() -> None:
+    """The Authorization header always carries the client's own token."""
+    for name in ("Authorization", "authorization"):
+        headers = ACPClient("tok", default_headers={name: "Bearer other"}).config.headers
+        assert headers.getall("Authorization") == ["Bearer tok"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"timeout": 0}, ValueError),
+        ({"timeout": -1.0}, ValueError),
+        ({"timeout": float("inf")}, ValueError),
+        ({"timeout": "5"}, TypeError),
+        ({"connect_timeout": True}, TypeError),
+        ({"max_retries": -1}, ValueError),
+        ({"max_retries": 1.5}, TypeError),
+        ({"max_connections": 0}, ValueError),
+        ({"max_response_bytes": 0}, ValueError),
+    ],
+)
+def test_invalid_settings_fail_at_construction(kwargs: dict[str, object], error: type) -> None:
+    """Bad numbers are refused with a typed error before any session exists."""
+    with pytest.raises(error):
+        ACPClient("k", **kwargs)  # type: ignore[arg-type]
+
+
+def test_token_is_not_in_repr() -> None:
+    """Neither the client's nor its config's repr shows the token."""
+    client = ACPClient("sk-secret-token")
+    assert "sk-secret-token" not in repr(client)
+    assert "sk-secret-token" not in repr(client.config)
+    assert "sk-secret-token" not in str(client.config)
