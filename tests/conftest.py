@@ -1,0 +1,73 @@
+"""Shared fixtures: a hermetic environment, a started FakeACPServer and a client for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from acp_async import ACPClient
+from acp_async.testing import FakeACPServer, instant_backoff
+
+
+def _our_tasks() -> list[asyncio.Task[object]]:
+    """Running tasks other than the test's own and the fake server's connection handlers."""
+    current = asyncio.current_task()
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
+    ]
+
+
+async def assert_no_leftovers(client: ACPClient) -> None:
+    """No task of ours still runs and no connection is still acquired.
+
+    An abandoned async generator is closed by the loop's finalizer hook on a later
+    iteration, so the loop gets a few turns (bounded) before the check.
+    """
+    for _ in range(20):
+        if not _our_tasks():
+            break
+        await asyncio.sleep(0)
+    tasks = _our_tasks()
+    assert not tasks, tasks
+    session = client._session
+    assert session is not None
+    assert session.connector is not None
+    assert not session.connector._acquired  # type: ignore[attr-defined]
+
+
+ENV_VARS = (
+    "ACP_API_KEY",
+    "COMPUTER_AGENTS_API_KEY",
+    "ACP_BASE_URL",
+    "COMPUTER_AGENTS_BASE_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's own ACP credentials."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    with instant_backoff():
+        yield
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeACPServer]:
+    async with FakeACPServer(servers=3, runs_per_server=5) as server:
+        yield server
+
+
+@pytest.fixture
+async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
+    async with ACPClient(fake.token, base_url=fake.base_url, timeout=2.0) as acp:
+        yield acp
