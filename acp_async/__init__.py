@@ -1,7 +1,9 @@
 """acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
 
 from ._client import ACPClient
+from ._shard import shard
 from ._version import __version__
+from ._watch import WatchState
 from .errors import (
     ACPError,
     APIConnectionError,
@@ -44,5 +46,7 @@ __all__ = (
     "ServerRuns",
     "UnprocessableEntityError",
     "WaitTimeoutError",
+    "WatchState",
     "__version__",
+    "shard",
 )

@@ -30,7 +30,9 @@ def test_top_level_exports_are_pinned() -> None:
         "ServerRuns",
         "UnprocessableEntityError",
         "WaitTimeoutError",
+        "WatchState",
         "__version__",
+        "shard",
     )
     for name in acp_async.__all__:
         assert hasattr(acp_async, name), name

@@ -1,0 +1,194 @@
+"""``client.runs``: the agent-runs endpoint and the helpers built on it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from yarl import URL
+
+from . import _converter, _pagination, _validate
+from ._fanout import as_completed_bounded
+from ._retry import RETRYABLE_STATUSES
+from ._watch import Watcher, WatchState
+from .errors import ACPError, APIConnectionError, APIStatusError, WaitTimeoutError
+from .models import AgentRun, AgentRunList, RunEvent, ServerRuns
+
+if TYPE_CHECKING:
+    from ._client import ACPClient
+
+__all__ = ("Runs",)
+
+log = logging.getLogger("acp_async")
+
+
+def _parse_page(value: Any) -> AgentRunList:
+    return _converter.structure(value, AgentRunList)
+
+
+class Runs:
+    """Reads ``GET /v1/servers/{serverId}/runtime/agent/runs``."""
+
+    def __init__(self, client: ACPClient) -> None:
+        self._client = client
+
+    def _url(self, server_id: object, limit: object) -> URL:
+        segment = _validate.path_segment(server_id)
+        url = self._client.url("servers", segment, "runtime", "agent", "runs")
+        page_size = _validate.positive_int("limit", limit)
+        return url if page_size is None else url.with_query(limit=page_size)
+
+    async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
+        return await self._client.get(url, _parse_page)
+
+    async def list(self, server_id: str, *, limit: int | None = None) -> AgentRunList:
+        """One page of a server's runs (the newest ``limit`` of them)."""
+        page, _ = await self._fetch(self._url(server_id, limit))
+        return page
+
+    def pages(
+        self, server_id: str, *, limit: int | None = None, max_items: int | None = None
+    ) -> AsyncIterator[AgentRunList]:
+        """Each page as received, following same-origin ``Link: rel="next"`` headers."""
+        url = self._url(server_id, limit)  # checked now, before any request
+        cap = _validate.positive_int("max_items", max_items)
+        return self._pages(url, cap)
+
+    async def _pages(self, url: URL, max_items: int | None) -> AsyncIterator[AgentRunList]:
+        async for page, _ in _pagination.walk(self._fetch, url, max_items):
+            yield page
+
+    def iter(
+        self, server_id: str, *, limit: int | None = None, max_items: int | None = None
+    ) -> AsyncIterator[AgentRun]:
+        """Every run once, across pages; ``limit`` is the page size."""
+        url = self._url(server_id, limit)
+        cap = _validate.positive_int("max_items", max_items)
+        return self._runs(url, cap)
+
+    async def _runs(self, url: URL, max_items: int | None) -> AsyncIterator[AgentRun]:
+        async for _, fresh in _pagination.walk(self._fetch, url, max_items):
+            for run in fresh:
+                yield run
+
+    def list_many(
+        self, server_ids: Iterable[str], *, limit: int | None = None, concurrency: int = 16
+    ) -> AsyncIterator[ServerRuns]:
+        """One ``list`` per server, at most ``concurrency`` in flight, yielded as they complete.
+
+        A server's failure is its ``ServerRuns.error``; it never stops the others.
+        """
+        page_size = _validate.positive_int("limit", limit)
+        slots = _validate.int_at_least("concurrency", concurrency, 1)
+        ids = _ids(server_ids)
+        return as_completed_bounded(
+            ids, self._one_server(page_size), self._slots(slots), check=_validate.path_segment
+        )
+
+    def _slots(self, concurrency: int) -> int:
+        """Never more in flight than the connection pool can carry."""
+        return min(concurrency, self._client.pool_limit() or concurrency)
+
+    def _one_server(self, limit: int | None) -> Any:
+        async def fetch(server_id: str) -> ServerRuns:
+            try:
+                return ServerRuns(server_id, result=await self.list(server_id, limit=limit))
+            except ACPError as exc:
+                return ServerRuns(server_id, error=exc)
+
+        return fetch
+
+    def watch(
+        self,
+        server_ids: Iterable[str],
+        *,
+        interval: float = 5.0,
+        limit: int = 50,
+        concurrency: int = 16,
+        state: WatchState | None = None,
+    ) -> AsyncIterator[RunEvent]:
+        """Poll ``server_ids`` and yield a ``RunEvent`` per created or updated run, or error.
+
+        Runs forever; break out or cancel to stop. Pass a ``WatchState`` to resume.
+        An ``AuthenticationError`` ends the watch: no poll can succeed without a new token.
+        """
+        watcher = Watcher(
+            self,
+            _ids(server_ids),
+            interval=_validate.positive_seconds("interval", interval),
+            limit=_validate.int_at_least("limit", limit, 1),
+            concurrency=self._slots(_validate.int_at_least("concurrency", concurrency, 1)),
+            state=WatchState() if state is None else state,
+        )
+        return watcher.events()
+
+    async def wait_for(
+        self,
+        server_id: str,
+        run_id: str,
+        *,
+        interval: float = 2.0,
+        timeout: float = 300.0,  # noqa: ASYNC109 - the contract's signature
+        limit: int = 100,
+    ) -> AgentRun:
+        """Poll until run ``run_id`` is terminal and return it.
+
+        Transient errors are retried until the deadline; after ``timeout`` seconds a
+        ``WaitTimeoutError`` (a ``TimeoutError``) carries the last state seen, or None.
+        """
+        url = self._url(server_id, limit)
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run_id must be a non-empty str, got {run_id!r}")
+        pause = _validate.positive_seconds("interval", interval)
+        deadline = asyncio.get_running_loop().time() + _validate.positive_seconds(
+            "timeout", timeout
+        )
+        last: AgentRun | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    last = await self._poll_run(url, run_id, last)
+                    if last is not None and last.is_terminal:
+                        return last
+                    await asyncio.sleep(pause)
+        except TimeoutError as exc:
+            if isinstance(exc, ACPError):
+                raise
+            raise _wait_timeout(server_id, run_id, last, timeout, limit) from None
+
+    async def _poll_run(self, url: URL, run_id: str, last: AgentRun | None) -> AgentRun | None:
+        """The run's current state, or ``last`` when this poll failed transiently."""
+        try:
+            page, _ = await self._fetch(url)
+        except (APIConnectionError, APIStatusError) as exc:
+            if isinstance(exc, APIStatusError) and exc.status not in RETRYABLE_STATUSES:
+                raise
+            log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
+            return last
+        found = next((run for run in page.data if run.id == run_id), None)
+        if found is None:
+            log.warning("wait_for: run %s is not among the newest runs at %s", run_id, url)
+        return found or last
+
+
+def _ids(server_ids: Iterable[str]) -> Iterable[str]:
+    if isinstance(server_ids, str | bytes):
+        raise TypeError("server_ids must be an iterable of server ids, not a single string")
+    return server_ids
+
+
+def _wait_timeout(
+    server_id: str, run_id: str, last: AgentRun | None, timeout: float, limit: int
+) -> WaitTimeoutError:
+    if last is None:
+        message = (
+            f"run {run_id!r} never appeared among the newest {limit} runs of server "
+            f"{server_id!r} within {timeout:g}s"
+        )
+    else:
+        message = (
+            f"run {run_id!r} of server {server_id!r} was still {last.status} after {timeout:g}s"
+        )
+    return WaitTimeoutError(message, server_id=server_id, run_id=run_id, run=last)

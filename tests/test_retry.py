@@ -1,0 +1,68 @@
+"""Retry policy parts: backoff bounds, Retry-After parsing, the shared cool-down."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from acp_async._retry import CoolDown, RetryPolicy, parse_retry_after
+from acp_async.testing import instant_backoff
+
+NOW = datetime(2026, 11, 29, 6, 0, 0, tzinfo=UTC)
+
+
+def test_backoff_is_full_jitter_doubling_to_a_cap() -> None:
+    """Retry n waits uniformly in [0, min(8, 0.5 * 2**(n-1))]."""
+    policy = RetryPolicy()
+    for retry, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (10, 8.0)]:
+        delays = [policy.backoff(retry) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling / 2  # jittered over the range, not a constant
+
+
+def test_instant_backoff_makes_delays_zero_and_restores() -> None:
+    """The testing switch zeroes backoff inside the block only."""
+    policy = RetryPolicy()
+    with instant_backoff():
+        assert policy.backoff(3) == 0.0
+    assert max(policy.backoff(3) for _ in range(50)) > 0
+
+
+def test_budget_bounds_all_attempts_and_waits() -> None:
+    """The overall deadline covers every attempt and every capped wait."""
+    assert RetryPolicy(max_retries=2).budget(10.0) == 3 * 10.0 + 2 * 60.0
+    assert RetryPolicy(max_retries=0).budget(10.0) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        (" 0 ", 0.0),
+        ("1.5", 1.5),
+        ("Sun, 29 Nov 2026 06:00:30 GMT", 30.0),
+        ("Sun, 29 Nov 2026 05:59:00 GMT", 0.0),
+        ("-1", None),
+        ("soon", None),
+        ("inf", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_seconds_or_http_date(header: str | None, seconds: float | None) -> None:
+    """Retry-After is delta-seconds or an HTTP-date; nonsense is ignored."""
+    assert parse_retry_after(header, now=lambda: NOW) == seconds
+
+
+async def test_cool_down_waits_out_the_longest_extension() -> None:
+    """Waiters sleep until the latest end anyone set, and not longer."""
+    now = [0.0]
+    cool = CoolDown(clock=lambda: now[0])
+    cool.extend(5.0)
+    cool.extend(2.0)
+    assert cool.remaining() == 5.0
+    now[0] = 5.0
+    await asyncio.wait_for(cool.wait(), 1.0)
+    assert cool.remaining() == 0.0
