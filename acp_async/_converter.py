@@ -16,7 +16,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import ResponseValidationError
 from .models import AgentRun, AgentRunList
@@ -79,6 +79,10 @@ def _open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
     return structure
 
 
+def _enum_value(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
 def _list_at(body: dict[str, Any], key: str) -> list[Any]:
     items = body.get(key)
     if items is None:
@@ -128,6 +132,17 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
         return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
     converter.register_structure_hook(AgentRun, _objects_only(camel_case_fn(AgentRun)))
+    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_unstructure_hook_func(lambda t: _open_enum(t) is not None, _enum_value)
+    converter.register_unstructure_hook(
+        AgentRun,
+        make_dict_unstructure_fn(
+            AgentRun,
+            converter,
+            _cattrs_omit_if_default=True,
+            **{a.name: override(rename=_camel(a.name)) for a in attrs.fields(AgentRun)},  # type: ignore[arg-type]
+        ),
+    )
     run_list = camel_case_fn(AgentRunList)
     converter.register_structure_hook(
         AgentRunList, lambda body, cls: run_list(_merge_runs(body), cls)
@@ -150,6 +165,11 @@ def _explain(exc: BaseException) -> str:
     shown = "; ".join(messages[:_MAX_REPORTED_ERRORS])
     more = len(messages) - _MAX_REPORTED_ERRORS
     return f"{shown}; and {more} more" if more > 0 else shown
+
+
+def to_json(run: AgentRun) -> dict[str, Any]:
+    """A run as the API would send it: camelCase keys, ISO 8601 times, absent fields left out."""
+    return _fast.unstructure(run)  # type: ignore[no-any-return]
 
 
 def structure(body: Any, cls: type[T]) -> T:

@@ -17,6 +17,12 @@ def path_segment(server_id: object) -> str:
     return quote(server_id, safe="")
 
 
+def server_id(value: object) -> str:
+    """``value`` itself, once it is known to be a usable server id."""
+    path_segment(value)
+    return value  # type: ignore[return-value]
+
+
 def int_at_least(name: str, value: object, minimum: int) -> int:
     """An ``int >= minimum``; bools, floats and strings are refused."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -1,0 +1,32 @@
+"""Split a fleet across N worker processes without coordination (rendezvous hashing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from hashlib import blake2b
+
+from . import _validate
+
+__all__ = ("shard", "shard_of")
+
+
+def _score(server_id: str, shard_index: int) -> int:
+    digest = blake2b(f"{shard_index}\x00{server_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def shard_of(server_id: str, count: int) -> int:
+    """The shard (0 to count-1) that owns ``server_id``: the one with the highest score.
+
+    Going from N to N+1 shards moves only the ids whose new shard wins: about 1/(N+1).
+    """
+    return max(range(count), key=lambda index: _score(server_id, index))
+
+
+def shard(server_ids: Iterable[str], index: int, count: int) -> Iterator[str]:
+    """The ids that worker ``index`` of ``count`` owns; the same on every host and run."""
+    count = _validate.int_at_least("count", count, 1)
+    index = _validate.int_at_least("index", index, 0)
+    if index >= count:
+        raise ValueError(f"index must be < count ({count}), got {index}")
+    return (sid for sid in server_ids if shard_of(_validate.server_id(sid), count) == index)

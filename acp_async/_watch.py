@@ -1,0 +1,168 @@
+"""``watch``: a change feed over many servers, built on the bounded fan-out.
+
+Each server keeps its own schedule: busy servers (queued or running runs) are
+polled every ``interval``, quiet ones back off gradually, failing ones back off
+exponentially; every delay is jittered so a fleet never polls in lock-step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import _converter, _validate
+from ._fanout import as_completed_bounded
+from ._retry import jittered
+from .errors import ACPError, AuthenticationError, ResponseValidationError
+from .models import AgentRun, AgentRunList, RunEvent
+
+if TYPE_CHECKING:
+    from .runs import Runs
+
+__all__ = ("WatchState",)
+
+QUIET_BACKOFF = 1.5  # a quiet server's interval grows by this per quiet poll ...
+QUIET_CAP = 8  # ... up to this many intervals
+ERROR_CAP = 32  # a failing server waits 2, 4, 8 ... up to this many intervals
+GAP_CAP = 16  # gap closing doubles limit up to this many times the watch's limit
+
+
+@attrs.define
+class WatchState:
+    """What a watch knows: per server, the runs of its last poll by id.
+
+    Pass one to ``watch(state=...)`` and save ``to_dict()`` (JSON-ready) when the
+    worker stops; ``from_dict`` on restart means known runs are not reported again.
+    """
+
+    servers: dict[str, dict[str, AgentRun]] = attrs.Factory(dict)
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            sid: [_converter.to_json(run) for run in runs.values()]
+            for sid, runs in self.servers.items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> WatchState:
+        """Rebuild from ``to_dict()`` output; a malformed one raises ResponseValidationError."""
+        if type(data) is not dict:
+            raise ResponseValidationError("watch state must be an object of server id -> runs")
+        state = cls()
+        for sid, runs in data.items():
+            page = _converter.structure({"data": runs}, AgentRunList)
+            state.servers[sid] = {run.id: run for run in page.data if run.id is not None}
+        return state
+
+
+@attrs.define
+class _Schedule:
+    due: float = 0.0
+    quiet_polls: int = 0
+    errors: int = 0
+
+
+class Watcher:
+    """One watch: its servers, their schedules and what it has seen."""
+
+    def __init__(
+        self,
+        runs: Runs,
+        server_ids: Iterable[str],
+        *,
+        interval: float,
+        limit: int,
+        concurrency: int,
+        state: WatchState,
+    ) -> None:
+        self._runs = runs
+        self._source = server_ids
+        self._interval = interval
+        self._limit = limit
+        self._concurrency = concurrency
+        self._state = state
+        self._schedules: dict[str, _Schedule] = {}
+
+    async def events(self) -> AsyncIterator[RunEvent]:
+        loop = asyncio.get_running_loop()
+        # Taken (and checked) here, inside the iterator: a bad id raises from it.
+        self._schedules = {_validate.server_id(sid): _Schedule() for sid in self._source}
+        while self._schedules:
+            now = loop.time()
+            due = [sid for sid, s in self._schedules.items() if s.due <= now]
+            if not due:
+                await asyncio.sleep(min(s.due for s in self._schedules.values()) - now)
+                continue
+            async for sid, outcome in as_completed_bounded(due, self._poll, self._concurrency):
+                now = loop.time()
+                if isinstance(outcome, ACPError):
+                    self._reschedule(sid, now, failed=True)
+                    yield RunEvent("error", sid, error=outcome)
+                    continue
+                latest, changes = self._diff(sid, outcome)
+                busy = changes or any(not run.is_terminal for run in latest.values())
+                self._reschedule(sid, now, busy=bool(busy))
+                known = self._state.servers.setdefault(sid, {})
+                for run_id, run, previous in changes:
+                    # Delivered once handed over: a state saved after this point (say by a
+                    # worker that stops here) does not report the run again on resume.
+                    known[run_id] = run
+                    if previous is None:
+                        yield RunEvent("created", sid, run=run)
+                    else:
+                        yield RunEvent("updated", sid, run=run, previous=previous)
+                self._state.servers[sid] = latest  # forget runs that left the page
+
+    async def _poll(self, sid: str) -> tuple[str, AgentRunList | ACPError]:
+        limit = self._limit
+        try:
+            page = await self._runs.list(sid, limit=limit)
+            known = self._state.servers.get(sid)
+            # Every run of a full page is new: more may have arrived than one page holds.
+            while known is not None and self._is_gap(page, known, limit):
+                limit = min(limit * 2, self._limit * GAP_CAP)
+                page = await self._runs.list(sid, limit=limit)
+        except AuthenticationError:
+            raise  # no poll can succeed without a new token: end the watch
+        except ACPError as exc:
+            return sid, exc
+        return sid, page
+
+    def _is_gap(self, page: AgentRunList, known: dict[str, AgentRun], limit: int) -> bool:
+        return (
+            limit < self._limit * GAP_CAP
+            and len(page.data) >= limit
+            and not any(run.id in known for run in page.data)
+        )
+
+    def _diff(
+        self, sid: str, page: AgentRunList
+    ) -> tuple[dict[str, AgentRun], list[tuple[str, AgentRun, AgentRun | None]]]:
+        """The page's runs by id, and those new or changed (oldest first) with their past."""
+        known = self._state.servers.get(sid, {})
+        latest: dict[str, AgentRun] = {}
+        changes = []
+        for run in reversed(page.data):  # pages are newest first
+            if run.id is None or run.id in latest:
+                continue
+            latest[run.id] = run
+            previous = known.get(run.id)
+            if previous != run:
+                changes.append((run.id, run, previous))
+        return latest, changes
+
+    def _reschedule(
+        self, sid: str, now: float, *, failed: bool = False, busy: bool = False
+    ) -> None:
+        schedule = self._schedules[sid]
+        if failed:
+            schedule.errors += 1
+            factor = min(2.0**schedule.errors, ERROR_CAP)
+        else:
+            schedule.errors = 0
+            schedule.quiet_polls = 0 if busy else schedule.quiet_polls + 1
+            factor = min(QUIET_BACKOFF**schedule.quiet_polls, QUIET_CAP)
+        schedule.due = now + jittered(self._interval * factor)

@@ -1,0 +1,95 @@
+"""wait_for: returns the terminal run, retries transient errors, times out with the last state."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from acp_async import ACPClient, NotFoundError, RunStatus, WaitTimeoutError
+from acp_async.testing import FakeACPServer
+
+SERVER = "srv-0001"
+
+
+async def test_returns_once_terminal(fake: FakeACPServer, client: ACPClient) -> None:
+    """The run is returned as soon as a poll sees it completed."""
+    run = fake.add_run(SERVER, status="running")
+
+    async def finish_soon() -> None:
+        await asyncio.sleep(0.05)
+        fake.set_run(SERVER, run["id"], status="completed")
+
+    finisher = asyncio.create_task(finish_soon())
+    done = await client.runs.wait_for(SERVER, run["id"], interval=0.01, timeout=5)
+    await finisher
+    assert done.status is RunStatus.COMPLETED
+    assert done.id == run["id"]
+
+
+async def test_transient_errors_are_retried(fake: FakeACPServer, no_backoff: None) -> None:
+    """503s while waiting are retried within the deadline."""
+    run = fake.add_run(SERVER, status="failed")
+    fake.fail("status", status=503, times=3)
+    async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+        done = await client.runs.wait_for(SERVER, run["id"], interval=0.01, timeout=5)
+    assert done.status is RunStatus.FAILED
+
+
+async def test_permanent_errors_are_raised(fake: FakeACPServer, client: ACPClient) -> None:
+    """A 404 is not waited out."""
+    with pytest.raises(NotFoundError):
+        await client.runs.wait_for("nope", "run-x", interval=0.01, timeout=5)
+
+
+async def test_timeout_carries_the_last_seen_run(fake: FakeACPServer, client: ACPClient) -> None:
+    """A run that never finishes raises WaitTimeoutError (a TimeoutError) with its last state."""
+    run = fake.add_run(SERVER, status="running")
+    with pytest.raises(TimeoutError) as info:
+        await client.runs.wait_for(SERVER, run["id"], interval=0.01, timeout=0.2)
+    assert isinstance(info.value, WaitTimeoutError)
+    assert info.value.run is not None
+    assert info.value.run.status is RunStatus.RUNNING
+    assert "still running" in str(info.value)
+
+
+async def test_absent_run_is_reported_clearly(
+    fake: FakeACPServer, client: ACPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that is never in the list times out saying so, with run None, and logs a warning."""
+    with pytest.raises(WaitTimeoutError, match="never appeared") as info:
+        await client.runs.wait_for(SERVER, "run-ghost", interval=0.01, timeout=0.15)
+    assert info.value.run is None
+    assert any("run-ghost" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+async def test_timeout_bounds_a_slow_request(no_backoff: None) -> None:
+    """A poll stuck on a slow server is cut off by the wait's own deadline."""
+    async with FakeACPServer() as fake:
+        fake.fail("latency", delay=5.0, times=5)
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(WaitTimeoutError):
+                await client.runs.wait_for(SERVER, "run-x", interval=0.01, timeout=0.2)
+            assert loop.time() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"interval": 0}, ValueError),
+        ({"timeout": -1}, ValueError),
+        ({"timeout": "1"}, TypeError),
+        ({"limit": 0}, ValueError),
+    ],
+)
+async def test_bad_arguments_fail_before_any_request(
+    fake: FakeACPServer, client: ACPClient, kwargs: dict[str, object], error: type
+) -> None:
+    """Bad interval, timeout or limit raise before a request is sent."""
+    with pytest.raises(error):
+        await client.runs.wait_for(SERVER, "run-x", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="run_id"):
+        await client.runs.wait_for(SERVER, "")
+    assert fake.requests == []

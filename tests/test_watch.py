@@ -1,0 +1,221 @@
+"""watch: created/updated/error events, adaptive cadence, gap closing, resume, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import pytest
+
+from acp_async import ACPClient, AuthenticationError, InternalServerError, RunEvent, WatchState
+from acp_async.testing import FakeACPServer
+
+from .conftest import assert_no_leftovers
+
+INTERVAL = 0.02
+
+
+async def take(stream: AsyncIterator[RunEvent], count: int, timeout: float = 5.0) -> list[RunEvent]:
+    """The next `count` events, bounded in time."""
+    events = []
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            events.append(await anext(stream))
+    return events
+
+
+@pytest.fixture
+async def watched() -> AsyncIterator[FakeACPServer]:
+    async with FakeACPServer(servers=3, runs_per_server=4, seed=7) as server:
+        yield server
+
+
+@pytest.fixture
+async def watch_client(watched: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
+    async with ACPClient(watched.token, base_url=watched.base_url, max_retries=0) as client:
+        yield client
+
+
+async def test_first_poll_reports_every_run_as_created(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """Every seeded run is one `created` event, oldest first per server."""
+    stream = watch_client.runs.watch(watched.server_ids, interval=INTERVAL, limit=10)
+    async with aclosing(stream):
+        events = await take(stream, 12)
+    assert {e.kind for e in events} == {"created"}
+    for sid in watched.server_ids:
+        ids = [e.run.id for e in events if e.server_id == sid and e.run]
+        assert ids == [r["id"] for r in reversed(watched.runs(sid))]
+
+
+async def test_progress_is_reported_as_updates(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """A run that moves on is an `updated` event carrying its previous state."""
+    sid = watched.server_ids[0]
+    run = watched.add_run(sid, status="queued")
+    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10)
+    async with aclosing(stream):
+        await take(stream, 5)
+        watched.set_run(sid, run["id"], status="running")
+        [update] = await take(stream, 1)
+        watched.set_run(sid, run["id"], status="completed")
+        [done] = await take(stream, 1)
+    assert update.kind == "updated"
+    assert update.run is not None
+    assert update.previous is not None
+    assert (update.previous.status, update.run.status) == ("queued", "running")
+    assert done.run is not None
+    assert done.run.is_terminal
+
+
+async def test_new_runs_after_the_first_poll_are_created(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """A run added between polls is a single `created` event."""
+    sid = watched.server_ids[1]
+    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10)
+    async with aclosing(stream):
+        await take(stream, 4)
+        new = watched.add_run(sid, title="fresh")
+        [event] = await take(stream, 1)
+    assert event.kind == "created"
+    assert event.run is not None
+    assert event.run.id == new["id"]
+
+
+async def test_errors_surface_and_the_watch_recovers(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """A failing poll is an `error` event; after recovery known runs are not re-created."""
+    sid = watched.server_ids[0]
+    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10)
+    async with aclosing(stream):
+        await take(stream, 4)
+        watched.fail("status", status=503, times=2, server_id=sid)
+        errors = await take(stream, 2)
+        new = watched.add_run(sid)
+        [after] = await take(stream, 1)
+    assert [e.kind for e in errors] == ["error", "error"]
+    assert isinstance(errors[0].error, InternalServerError)
+    assert after.kind == "created"
+    assert after.run is not None
+    assert after.run.id == new["id"]
+
+
+async def test_authentication_error_ends_the_watch(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """A 401 is raised from the watch: no poll can succeed without a new token."""
+    watched.fail("status", status=401, times=5)
+    stream = watch_client.runs.watch(watched.server_ids, interval=INTERVAL)
+    with pytest.raises(AuthenticationError):
+        await take(stream, 1)
+    await stream.aclose()
+    await assert_no_leftovers(watch_client)
+
+
+async def test_gap_closing_catches_a_burst(watched: FakeACPServer, watch_client: ACPClient) -> None:
+    """More new runs than one page holds: the watch re-polls with a doubled limit first."""
+    sid = watched.server_ids[2]
+    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=5)
+    async with aclosing(stream):
+        await take(stream, 4)
+        burst = [watched.add_run(sid)["id"] for _ in range(12)]
+        watched.reset_stats()
+        events = await take(stream, 12)
+    assert [e.run.id for e in events if e.run] == burst
+    assert {e.kind for e in events} == {"created"}
+    limits = [r.query.get("limit") for r in watched.requests][:3]
+    assert limits == ["5", "10", "20"]
+
+
+async def test_resume_does_not_recreate_known_runs(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """A state saved as JSON and passed back in reports only what changed since."""
+    state = WatchState()
+    sid = watched.server_ids[0]
+    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10, state=state)
+    async with aclosing(stream):
+        await take(stream, 4)
+    saved = json.dumps(state.to_dict())
+
+    new = watched.add_run(sid)
+    restored = WatchState.from_dict(json.loads(saved))
+    assert restored == state
+    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10, state=restored)
+    async with aclosing(stream):
+        [event] = await take(stream, 1)
+    assert event.kind == "created"
+    assert event.run is not None
+    assert event.run.id == new["id"]
+
+
+async def test_quiet_servers_are_polled_less(no_backoff: None) -> None:
+    """A server whose runs are all terminal backs off; a busy one keeps the interval."""
+    async with FakeACPServer(servers=0) as fake:
+        fake.add_server("busy")
+        fake.add_run("busy", status="running")
+        fake.add_server("quiet")
+        fake.add_run("quiet", status="completed")
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            stream = client.runs.watch(["busy", "quiet"], interval=0.01)
+            async with aclosing(stream):
+                await take(stream, 2)
+                with pytest.raises(TimeoutError):  # nothing changes: no more events
+                    await take(stream, 1, timeout=0.6)
+        polls = Counter(r.server_id for r in fake.requests)
+    assert polls["busy"] >= 2 * polls["quiet"]
+
+
+async def test_break_leaves_no_tasks(watched: FakeACPServer, watch_client: ACPClient) -> None:
+    """Leaving the watch loop leaves nothing running and no connection acquired."""
+    stream = watch_client.runs.watch(watched.server_ids, interval=INTERVAL)
+    async with aclosing(stream):
+        async for _ in stream:
+            break
+    await assert_no_leftovers(watch_client)
+
+
+async def test_bad_ids_raise_from_the_iterator(
+    watched: FakeACPServer, watch_client: ACPClient
+) -> None:
+    """An id like '..' raises ValueError when the watch takes it, before any request."""
+    stream = watch_client.runs.watch(["srv-0001", ".."], interval=INTERVAL)
+    with pytest.raises(ValueError, match="server_id"):
+        await anext(stream)
+    assert watched.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"interval": 0}, ValueError),
+        ({"interval": -1}, ValueError),
+        ({"interval": "5"}, TypeError),
+        ({"limit": 0}, ValueError),
+        ({"limit": None}, TypeError),
+        ({"concurrency": 0}, ValueError),
+    ],
+)
+async def test_bad_arguments_fail_at_call_time(
+    watch_client: ACPClient, kwargs: dict[str, object], error: type
+) -> None:
+    """Bad interval, limit or concurrency raise when watch is called."""
+    with pytest.raises(error):
+        watch_client.runs.watch(["srv-0001"], **kwargs)  # type: ignore[arg-type]
+
+
+def test_state_from_bad_data_is_a_validation_error() -> None:
+    """A corrupt saved state raises ResponseValidationError, not a KeyError."""
+    from acp_async import ResponseValidationError
+
+    with pytest.raises(ResponseValidationError):
+        WatchState.from_dict([1, 2])
+    with pytest.raises(ResponseValidationError):
+        WatchState.from_dict({"srv": [{"id": 5}]})
