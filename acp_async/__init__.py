@@ -1,6 +1,7 @@
 """acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
 
 from ._client import ACPClient
+from ._config import InsecureTransportWarning
 from ._shard import shard
 from ._version import __version__
 from ._watch import WatchState
@@ -34,6 +35,7 @@ __all__ = (
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "InsecureTransportWarning",
     "InternalServerError",
     "NotFoundError",
     "PaymentRequiredError",

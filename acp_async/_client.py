@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -19,7 +20,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from . import _json
-from ._config import ClientConfig
+from ._config import ClientConfig, InsecureTransportWarning, is_cleartext_remote
 from ._retry import RETRYABLE_STATUSES, CoolDown, RetryPolicy, parse_retry_after
 from .errors import (
     ACPError,
@@ -79,6 +80,14 @@ class ACPClient:
             default_headers=default_headers,
             max_response_bytes=max_response_bytes,
         )
+        if is_cleartext_remote(self._config.base_url):
+            # Once per client, at construction: the caller's line, not every request.
+            warnings.warn(
+                f"ACPClient sends its API token in clear text to {self._config.base_url.origin()}"
+                "; use https:// (plain http:// is only quiet for loopback hosts)",
+                InsecureTransportWarning,
+                stacklevel=2,
+            )
         self._retry = RetryPolicy(max_retries=self._config.max_retries)
         self._session = session
         self._owns_session = session is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 
@@ -38,6 +39,28 @@ def normalize_base_url(raw: str) -> URL:
     if not path.endswith("/v1"):
         path += "/v1"
     return url.with_path(path)
+
+
+class InsecureTransportWarning(UserWarning):
+    """The client sends its bearer token over plain ``http://`` to a non-loopback host.
+
+    A warning, not an ``ACPError``: nothing failed. Filter it with ``warnings`` if the
+    network really is private (say a service mesh that encrypts for you).
+    """
+
+
+def is_cleartext_remote(url: URL) -> bool:
+    """True when ``url`` is plain ``http://`` to a host other than loopback (the token is
+    readable on the wire); ``localhost``, ``*.localhost``, 127.0.0.0/8 and ::1 are loopback."""
+    if url.scheme != "http" or not url.host:
+        return False
+    host = url.host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True  # a DNS name: it could resolve anywhere
 
 
 @attrs.frozen

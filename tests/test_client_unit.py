@@ -28,7 +28,7 @@ from acp_async.testing import instant_backoff
 
 pytestmark = pytest.mark.aioresponses
 
-BASE = "http://acp.test/v1"
+BASE = "https://acp.test/v1"
 RUNS = f"{BASE}/servers/srv-1/runtime/agent/runs"
 
 
@@ -41,7 +41,7 @@ def mocked() -> Iterator[aioresponses]:
 @pytest.fixture
 async def client() -> AsyncIterator[ACPClient]:
     async with ACPClient(
-        "tok-unit", base_url="http://acp.test", organization_id="org-9", max_retries=0
+        "tok-unit", base_url="https://acp.test", organization_id="org-9", max_retries=0
     ) as acp:
         yield acp
 
@@ -149,5 +149,5 @@ async def test_wrong_shape_names_the_request_and_path(
     mocked.get(RUNS, payload={"data": [{"status": 1}]})
     with pytest.raises(ResponseValidationError) as info:
         await client.runs.list("srv-1")
-    assert "GET http://acp.test/v1/servers/srv-1/runtime/agent/runs" in str(info.value)
+    assert "GET https://acp.test/v1/servers/srv-1/runtime/agent/runs" in str(info.value)
     assert "$.data[0].status" in str(info.value)

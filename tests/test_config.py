@@ -28,11 +28,11 @@ def test_api_key_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None
 def test_base_url_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     """base_url falls back to ACP_BASE_URL, COMPUTER_AGENTS_BASE_URL, then the default host."""
     assert str(ACPClient("k").config.base_url) == "https://api.computer-agents.com/v1"
-    monkeypatch.setenv("COMPUTER_AGENTS_BASE_URL", "http://official.test")
-    assert str(ACPClient("k").config.base_url) == "http://official.test/v1"
-    monkeypatch.setenv("ACP_BASE_URL", "http://acp.test")
-    assert str(ACPClient("k").config.base_url) == "http://acp.test/v1"
-    assert str(ACPClient("k", base_url="http://arg.test").config.base_url) == "http://arg.test/v1"
+    monkeypatch.setenv("COMPUTER_AGENTS_BASE_URL", "https://official.test")
+    assert str(ACPClient("k").config.base_url) == "https://official.test/v1"
+    monkeypatch.setenv("ACP_BASE_URL", "https://acp.test")
+    assert str(ACPClient("k").config.base_url) == "https://acp.test/v1"
+    assert str(ACPClient("k", base_url="https://arg.test").config.base_url) == "https://arg.test/v1"
 
 
 @pytest.mark.parametrize(

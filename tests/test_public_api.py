@@ -18,6 +18,7 @@ def test_top_level_exports_are_pinned() -> None:
         "AuthenticationError",
         "BadRequestError",
         "ConflictError",
+        "InsecureTransportWarning",
         "InternalServerError",
         "NotFoundError",
         "PaymentRequiredError",
