@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -54,6 +55,7 @@ RUN = {
 }
 TOP = {"serverId": "srv", "agentRuntimeId": "rt", "object": "list", "data": [RUN]}
 CAP = 1_000_000  # max_response_bytes of the corpus client
+SOAK = os.environ.get("ACP_SOAK") == "1"
 
 
 @attrs.frozen
@@ -355,7 +357,9 @@ def live() -> Iterator[tuple[asyncio.Runner, _Scripted, ACPClient]]:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=3000 if SOAK else 150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(body=bodies)
 def test_arbitrary_bytes_over_http_are_a_page_or_a_validation_error(
