@@ -17,7 +17,7 @@ FULL = {
     "requests": 2000,
     "servers": 1000,
     "concurrency": 50,
-    "reps": 5,
+    "reps": 7,
     "pages": 5000,  # 100,000 runs
     "rounds": 5,
     "memory_pages": 500,  # 10,000 runs
@@ -64,7 +64,7 @@ def run(sizes: dict[str, object], out: Path | None) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not numbers")
-    parser.add_argument("--reps", type=int, help="HTTP repetitions (default 5)")
+    parser.add_argument("--reps", type=int, help="HTTP repetitions (default 7)")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="Markdown file"
     )

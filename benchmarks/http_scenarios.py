@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -163,11 +164,22 @@ class Official:
     def open(self) -> None:
         from computer_agents import ComputerAgentsClient  # noqa: PLC0415 - optional
 
-        self._client = ComputerAgentsClient(api_key=TOKEN, base_url=self._base)
+        self._make = lambda: ComputerAgentsClient(api_key=TOKEN, base_url=self._base)
+        self._clients: list[Any] = []
+        self._local = threading.local()
         self._pool = ThreadPoolExecutor(self.threads) if self.threads else None
 
+    def _client(self) -> Any:
+        # One client per thread: sharing one between threads fails under load
+        # (httpcore "Bad file descriptor" on this machine), so that is what users must do.
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._make()
+            self._clients.append(client)
+        return client
+
     def _get(self, sid: str) -> Any:
-        return self._client.resources.list_runtime_agent_runs(sid, limit=20)
+        return self._client().resources.list_runtime_agent_runs(sid, limit=20)
 
     def run(self, ids: Sequence[str]) -> int:
         if self._pool is None:
@@ -179,11 +191,13 @@ class Official:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
-        self._client.close()
+        for client in self._clients:
+            client.close()
 
 
 class OfficialThreads(Official):
-    """(e) the official SDK in a thread pool as wide as the others' concurrency."""
+    """(e) the official SDK in a thread pool as wide as the others' concurrency, one
+    client per thread."""
 
     name = "e. computer-agents, thread pool"
 

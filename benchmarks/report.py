@@ -109,7 +109,8 @@ def markdown(results: dict[str, Any]) -> str:
     watch = results["watch"]
     lines += [
         "",
-        f"## Watch: cost per server as the fleet grows ({sizes['polls']} polls, 5 runs each)",
+        "## Watch: cost per server as the fleet grows (5 runs per server, one changing "
+        "per poll; CPU: median of 3 alternating repetitions)",
         "",
         "| servers | CPU per server and poll | bytes held per server |",
         "|---|---|---|",
@@ -130,7 +131,7 @@ def _targets(results: dict[str, Any]) -> list[str]:
     rows = []
 
     def row(label: str, value: float, ok: bool) -> None:
-        rows.append(f"| {label} | {value:.2f} | {verdict(ok)} |")
+        rows.append(f"| {label} | {value:.3g} | {verdict(ok)} |")
 
     if "c" in rates and "b" in rates:
         value = _med(_ratios(rates["c"], rates["b"]))

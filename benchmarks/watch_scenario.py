@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import statistics
 import time
 import tracemalloc
 from typing import Any
@@ -75,23 +76,30 @@ async def _watch(servers: int, polls: int, *, trace: bool) -> tuple[float, float
     return cpu, held
 
 
-def measure(sizes: list[int], polls: int) -> dict[int, dict[str, float]]:
+def measure(sizes: list[int], polls: int, reps: int = 3) -> dict[int, dict[str, float]]:
     """fleet size -> CPU microseconds per server per poll, and bytes held per server.
 
     Small fleets poll more often, so every size does about the same number of server
     polls (at least ``polls``); one small warm-up watch first fills the lazy caches
-    (cattrs hooks, asyncio internals) so they are not charged to the first fleet.
+    (cattrs hooks, asyncio internals) so they are not charged to the first fleet. The
+    sizes alternate over ``reps`` repetitions and the median CPU is reported.
     """
-    out: dict[int, dict[str, float]] = {}
+    cpu: dict[int, list[float]] = {size: [] for size in sizes}
+    held: dict[int, float] = {}
     work = max(sizes) * polls
     with instant_backoff():
         asyncio.run(_watch(min(sizes), polls, trace=True))  # warm-up, not reported
+        for _ in range(reps):
+            for size in sizes:
+                rounds = max(polls, work // size)
+                seconds, _ = asyncio.run(_watch(size, rounds, trace=False))
+                cpu[size].append(seconds / (size * (rounds - 1)) * 1e6)
         for size in sizes:
-            rounds = max(polls, work // size)
-            cpu, _ = asyncio.run(_watch(size, rounds, trace=False))
-            _, held = asyncio.run(_watch(size, 2, trace=True))
-            out[size] = {
-                "cpu_us_per_server_poll": cpu / (size * (rounds - 1)) * 1e6,
-                "bytes_per_server": held / size,
-            }
-    return out
+            held[size] = asyncio.run(_watch(size, 2, trace=True))[1] / size
+    return {
+        size: {
+            "cpu_us_per_server_poll": statistics.median(cpu[size]),
+            "bytes_per_server": held[size],
+        }
+        for size in sizes
+    }
