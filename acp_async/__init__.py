@@ -1,6 +1,7 @@
 """acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
 
 from ._client import ACPClient
+from ._converter import to_json
 from ._shard import shard
 from ._version import __version__
 from ._watch import WatchState
@@ -49,4 +50,5 @@ __all__ = (
     "WatchState",
     "__version__",
     "shard",
+    "to_json",
 )
