@@ -80,6 +80,7 @@ class ACPClient:
             max_response_bytes=max_response_bytes,
         )
         self._retry = RetryPolicy(max_retries=self._config.max_retries)
+        self._full_timeout = self._client_timeout(self._config.timeout)
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -131,9 +132,16 @@ class ACPClient:
         connector = self._ensure_session().connector
         return connector.limit if connector is not None and connector.limit else None
 
-    def url(self, *segments: str) -> URL:
-        """An API URL from already percent-encoded path segments (yarl must not re-normalise)."""
-        return URL(f"{self._config.base_url}/{'/'.join(segments)}", encoded=True)
+    def _client_timeout(self, timeout: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=timeout, connect=min(self._config.connect_timeout, timeout), sock_read=timeout
+        )
+
+    def url(self, *segments: str, query: str = "") -> URL:
+        """An API URL from already percent-encoded path segments and query (yarl must not
+        re-normalise them)."""
+        path = "/".join(segments)
+        return URL(f"{self._config.base_url}/{path}{'?' if query else ''}{query}", encoded=True)
 
     async def get(self, url: URL, parse: Callable[[Any], T]) -> tuple[T, URL | None]:
         """GET ``url`` with retries; ``parse`` turns the decoded JSON into the caller's type."""
@@ -144,7 +152,8 @@ class ACPClient:
         while True:
             attempt += 1
             try:
-                await self._wait_cool_down(deadline - loop.time())
+                if self._cool_down_left(deadline - loop.time()) > 0:
+                    await self._cooldown.wait()
                 reply = await self._attempt(session, url, attempt, deadline - loop.time())
             except (APIConnectionError, APIStatusError) as exc:
                 delay = self._retry_delay(exc, attempt, deadline - loop.time())
@@ -165,7 +174,8 @@ class ACPClient:
             except ResponseValidationError as exc:
                 raise ResponseValidationError(f"GET {url}: {exc}") from None
 
-    async def _wait_cool_down(self, time_left: float) -> None:
+    def _cool_down_left(self, time_left: float) -> float:
+        """Seconds of 429 cool-down to wait out first; too long a one raises RateLimitError."""
         remaining = self._cooldown.remaining()
         if remaining > min(self._retry.max_retry_after, time_left):
             raise RateLimitError(
@@ -173,7 +183,7 @@ class ACPClient:
                 status=429,
                 retry_after=remaining,
             )
-        await self._cooldown.wait()
+        return remaining
 
     def _retry_delay(self, exc: ACPError, attempt: int, time_left: float) -> float | None:
         """Seconds to wait before the next attempt, or None to give up and raise ``exc``."""
@@ -196,8 +206,9 @@ class ACPClient:
     ) -> Reply:
         config = self._config
         timeout = max(0.001, min(config.timeout, time_left))
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=min(config.connect_timeout, timeout), sock_read=timeout
+        # Built once per client for the usual case: a whole attempt fits in the deadline.
+        client_timeout = (
+            self._full_timeout if timeout == config.timeout else self._client_timeout(timeout)
         )
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -209,14 +220,15 @@ class ACPClient:
                     redirect = self._same_origin_redirect(response)
                     if redirect is None:
                         reply = await self._read(response)
-                        log.debug(
-                            "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
-                            url,
-                            response.status,
-                            attempt,
-                            (loop.time() - started) * 1000,
-                            _request_id(response.headers),
-                        )
+                        if log.isEnabledFor(logging.DEBUG):
+                            log.debug(
+                                "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
+                                url,
+                                response.status,
+                                attempt,
+                                (loop.time() - started) * 1000,
+                                _request_id(response.headers),
+                            )
                         return reply
                 url = redirect
         except TimeoutError as exc:
@@ -277,6 +289,8 @@ class ACPClient:
         return bytes(body)
 
     def _next_link(self, response: aiohttp.ClientResponse) -> URL | None:
+        if "Link" not in response.headers:
+            return None  # the usual case; ``response.links`` parses and allocates
         link = response.links.get("next")
         if link is None:
             return None
