@@ -1,5 +1,7 @@
 """acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
 
+import logging
+
 from ._client import ACPClient
 from ._converter import to_json
 from ._shard import shard
@@ -23,6 +25,9 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import AgentRun, AgentRunList, RunEvent, RunMode, RunStatus, ServerRuns
+
+# A library logs; the application decides where it goes (and nothing is printed).
+logging.getLogger("acp_async").addHandler(logging.NullHandler())
 
 __all__ = (
     "ACPClient",
