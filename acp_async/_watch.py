@@ -1,8 +1,10 @@
-"""``watch``: a change feed over many servers, built on the bounded fan-out.
+"""``watch``: a change feed over many servers.
 
 Each server keeps its own schedule: busy servers (queued or running runs) are
 polled every ``interval``, quiet ones back off gradually, failing ones back off
 exponentially; every delay is jittered so a fleet never polls in lock-step.
+A heap of due times feeds at most ``concurrency`` poll tasks, and each result
+is handled as it lands, so one slow server never holds back the others.
 """
 
 from __future__ import annotations
