@@ -9,8 +9,8 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 
-from . import ACPClient
-from .testing import FakeACPServer
+from .. import ACPClient
+from ..testing import FakeACPServer
 
 
 async def _demo(servers: int, watch_seconds: float) -> int:
