@@ -56,8 +56,14 @@ def status_text(status: object) -> Text:
     return Text(clean(status), style=STATUS_STYLES.get(status, ""))  # type: ignore[call-overload]
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+# Below this many columns the runs table drops the year and the seconds, so titles fit.
+_WIDE = 120
+
+
+def _when(moment: datetime | None, compact: bool) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%m-%d %H:%M" if compact else "%Y-%m-%d %H:%M:%S")
 
 
 def _cell(value: object) -> Text:
@@ -67,6 +73,7 @@ def _cell(value: object) -> Text:
 def _table(*columns: str, footers: Sequence[Text] = ()) -> Table:
     table = Table(
         box=box.SIMPLE,
+        padding=(0, 1, 0, 0),  # with the box's blank separator: two spaces between columns
         pad_edge=False,
         show_edge=False,
         header_style="bold",
@@ -78,18 +85,25 @@ def _table(*columns: str, footers: Sequence[Text] = ()) -> Table:
     return table
 
 
-def runs_table(runs: Sequence[AgentRun]) -> Table:
-    """id, status, mode, title, created and completed (UTC), newest first like the API."""
+def runs_table(runs: Sequence[AgentRun], *, width: int | None = None) -> Table:
+    """id, status, mode, title, created and completed (UTC), newest first like the API.
+
+    On a narrow terminal only the title gives way (cut with an ellipsis), and the times
+    drop the year and seconds; the ids and statuses stay whole.
+    """
+    compact = width is not None and width < _WIDE
     table = _table("id", "status", "mode", "title", "created (UTC)", "completed (UTC)")
-    table.columns[3].max_width = 60
+    title = table.columns[3]
+    title.no_wrap = False  # the one column rich may shrink; its cells still never wrap
+    title.max_width = 60
     for run in runs:
         table.add_row(
             _cell(run.id),
             status_text(run.status),
             _cell(run.mode),
-            _cell(run.title),
-            _cell(_when(run.created_at)),
-            _cell(_when(run.completed_at)),
+            Text(clean(run.title or "-"), no_wrap=True, overflow="ellipsis"),
+            _cell(_when(run.created_at, compact)),
+            _cell(_when(run.completed_at, compact)),
         )
     return table
 
