@@ -443,6 +443,24 @@ async def test_watch_reports_transient_errors_and_keeps_going(fleet: FakeACPServ
     assert result.code == 0, result
 
 
+async def test_a_closed_stdout_ends_the_watch_quietly(fleet: FakeACPServer) -> None:
+    """When the reader goes away (`| head`), the CLI exits 1 without a traceback."""
+    sid = fleet.server_ids[3]
+    proc = await start("runs", "watch", sid, "--interval", "0.05", "--json", env=cli_env(fleet))
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    await read_line(proc.stdout)
+    pipe = proc._transport.get_pipe_transport(1)  # type: ignore[attr-defined]
+    pipe.close()  # what `head -1` does after its line
+    for _ in range(3):  # more events than the pipe's buffer holds would be needed otherwise
+        fleet.add_run(sid, title="x" * 40_000)
+    code = await asyncio.wait_for(proc.wait(), 10)
+    err = (await proc.stderr.read()).decode()
+    assert code == 1
+    assert "Traceback" not in err
+    assert "Exception ignored" not in err
+
+
 async def test_watch_ends_with_exit_1_when_the_token_is_refused(fleet: FakeACPServer) -> None:
     """A 401 ends the watch: no poll can succeed without a new token."""
     env = cli_env(fleet, ACP_API_KEY=SECRET)

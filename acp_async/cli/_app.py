@@ -1,7 +1,8 @@
 """Arguments, configuration, exit codes and signals: everything between the shell and a command.
 
-Exit codes: 0 ok, 1 an API or network error, 2 a usage error, 130 interrupted. Ctrl-C or
-SIGTERM is how ``runs watch`` and ``fake-server`` are meant to stop, so they exit 0 then.
+Exit codes: 0 ok, 1 an API or network error (or stdout closed early, ``| head``), 2 a
+usage error, 130 interrupted. Ctrl-C or SIGTERM is how ``runs watch`` and ``fake-server``
+are meant to stop, so they exit 0 then.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:  # before or after the event loop ran: no traceback either way
         return INTERRUPTED
+    except BrokenPipeError:  # `| head` stopped reading: end quietly, as rich does for tables
+        _silence_stdout()
+        return FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 # -- arguments -------------------------------------------------------------------------
