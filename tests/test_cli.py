@@ -348,6 +348,19 @@ async def test_poll_table_summarises_each_server_and_the_fleet(fleet: FakeACPSer
     assert "\x1b" not in result.err + result.out
 
 
+async def test_ctrl_c_interrupts_a_poll_cleanly(fleet: FakeACPServer) -> None:
+    """SIGINT mid-poll exits 130 with no traceback and no unclosed-session warning."""
+    fleet.fail("latency", delay=30.0, times=len(fleet.server_ids))
+    proc = await start("runs", "poll", *fleet.server_ids, env=cli_env(fleet))
+    async with asyncio.timeout(10):
+        while fleet.in_flight < len(fleet.server_ids):  # every request is on the wire
+            await asyncio.sleep(0.02)
+    result = await interrupt(proc)
+    assert result.code == 130, result
+    assert result.err == ""
+    assert result.out == ""
+
+
 async def test_shards_split_the_fleet_without_overlap(fleet: FakeACPServer) -> None:
     """Three `--shard I/3` copies together poll every server exactly once."""
     ids = fleet.server_ids
