@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
 import signal
 import socket
+import struct
 import sys
+import termios
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -359,6 +363,44 @@ async def test_ctrl_c_interrupts_a_poll_cleanly(fleet: FakeACPServer) -> None:
     assert result.code == 130, result
     assert result.err == ""
     assert result.out == ""
+
+
+async def test_progress_bar_goes_to_a_terminal_stderr_and_json_stays_on_stdout() -> None:
+    """With stderr a terminal, the bar is drawn there while every JSON line reaches stdout."""
+    async with FakeACPServer(servers=30, runs_per_server=1, latency=0.05) as fake:
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        proc = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "acp_async", "runs", "poll", *fake.server_ids, "--json"],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=follower,
+            env=cli_env(fake, TERM="xterm-256color"),
+        )
+        os.close(follower)
+        drawn = bytearray()
+        loop = asyncio.get_running_loop()
+
+        def drain() -> None:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO on Linux: the child closed the terminal
+                data = b""
+            if not data:
+                loop.remove_reader(leader)
+            drawn.extend(data)
+
+        loop.add_reader(leader, drain)
+        try:
+            assert proc.stdout is not None
+            out = await asyncio.wait_for(proc.stdout.read(), 15)
+            code = await asyncio.wait_for(proc.wait(), 15)
+        finally:
+            loop.remove_reader(leader)
+            os.close(leader)
+    assert code == 0
+    assert sorted(json.loads(line)["serverId"] for line in out.splitlines()) == fake.server_ids
+    assert "polling servers" in drawn.decode(errors="replace")
 
 
 async def test_shards_split_the_fleet_without_overlap(fleet: FakeACPServer) -> None:

@@ -207,6 +207,7 @@ def progress(total: int, label: str) -> Iterator[Callable[[bool], None]]:
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        redirect_stdout=False,  # stdout is the result (say --json for jq): never the bar's
     )
     task = bar.add_task(label, total=total, errors="")
 
