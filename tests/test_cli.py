@@ -193,6 +193,18 @@ async def test_a_rejected_token_is_never_printed(fleet: FakeACPServer) -> None:
     assert SECRET not in result.out + result.err
 
 
+async def test_verbose_logs_retries_on_stderr(fleet: FakeACPServer) -> None:
+    """`-v` shows the client's retries on stderr; stdout still carries only the result."""
+    sid = fleet.server_ids[0]
+    fleet.fail("status", status=503, server_id=sid)
+    result = await run("runs", "list", sid, "--json", "-v", env=cli_env(fleet))
+    assert result.code == 0, result
+    assert "retrying GET" in result.err
+    assert "503" in result.err
+    assert "Using selector" not in result.err  # only the acp_async logger is turned up
+    assert len(result.json()) == 4
+
+
 async def test_missing_api_key_is_a_usage_error() -> None:
     """No key in the environment: exit 2 and a line saying which variables to set."""
     result = await run("runs", "list", "srv-0001", env=cli_env())

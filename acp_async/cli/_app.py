@@ -295,12 +295,27 @@ def _client(args: argparse.Namespace) -> ACPClient:
             f"no API key: set {API_KEY_ENV[0]} (or {API_KEY_ENV[1]}) in the environment"
         )
     if args.verbose:
-        level = logging.INFO if args.verbose == 1 else logging.DEBUG
-        logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(message)s")
+        handler = _StderrNow()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log = logging.getLogger("acp_async")  # ours only: asyncio's debug chatter stays out
+        log.setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
+        log.addHandler(handler)
     try:
         return ACPClient(base_url=args.base_url, max_connections=max(100, _concurrency(args)))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+class _StderrNow(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record, not as it was at start-up.
+
+    While the progress bar is drawn, rich swaps ``sys.stderr`` for a proxy that prints
+    above the bar; a handler holding the original stream would scribble over it.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def _concurrency(args: argparse.Namespace) -> int:
