@@ -66,7 +66,9 @@ def _from_file(path: str) -> list[str]:
 
 
 def _checked(server_id: str, where: str) -> str:
+    """The id, once the SDK's own rule (one path segment, not '.' or '..') accepts it."""
     try:
-        return _validate.server_id(server_id)
+        _validate.path_segment(server_id)
     except ValueError:
         raise UsageError(f"bad server id {server_id!r} in {where}") from None
+    return server_id
