@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import attrs
 from yarl import URL
@@ -14,7 +14,7 @@ Fetch = Callable[[URL], Awaitable[tuple[AgentRunList, URL | None]]]
 
 async def walk(
     fetch: Fetch, first: URL, max_items: int | None
-) -> AsyncIterator[tuple[AgentRunList, list[AgentRun]]]:
+) -> AsyncGenerator[tuple[AgentRunList, list[AgentRun]], None]:
     """Yield each page with the runs it adds, until no next link, a repeated link, a page that
     adds nothing new, or ``max_items`` runs (the last page is then cut to the cap).
 

@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -92,7 +92,7 @@ class Watcher:
         self._state = state
         self._schedules: dict[str, _Schedule] = {}
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         loop = asyncio.get_running_loop()
         # Taken (and checked) here, inside the iterator: a bad id raises from it.
         for sid in self._source:

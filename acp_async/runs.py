@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from yarl import URL
@@ -51,32 +51,32 @@ class Runs:
 
     def pages(
         self, server_id: str, *, limit: int | None = None, max_items: int | None = None
-    ) -> AsyncIterator[AgentRunList]:
+    ) -> AsyncGenerator[AgentRunList, None]:
         """Each page as received, following same-origin ``Link: rel="next"`` headers."""
         url = self._url(server_id, limit)  # checked now, before any request
         cap = _validate.positive_int("max_items", max_items)
         return self._pages(url, cap)
 
-    async def _pages(self, url: URL, max_items: int | None) -> AsyncIterator[AgentRunList]:
+    async def _pages(self, url: URL, max_items: int | None) -> AsyncGenerator[AgentRunList, None]:
         async for page, _ in _pagination.walk(self._fetch, url, max_items):
             yield page
 
     def iter(
         self, server_id: str, *, limit: int | None = None, max_items: int | None = None
-    ) -> AsyncIterator[AgentRun]:
+    ) -> AsyncGenerator[AgentRun, None]:
         """Every run once, across pages; ``limit`` is the page size."""
         url = self._url(server_id, limit)
         cap = _validate.positive_int("max_items", max_items)
         return self._runs(url, cap)
 
-    async def _runs(self, url: URL, max_items: int | None) -> AsyncIterator[AgentRun]:
+    async def _runs(self, url: URL, max_items: int | None) -> AsyncGenerator[AgentRun, None]:
         async for _, fresh in _pagination.walk(self._fetch, url, max_items):
             for run in fresh:
                 yield run
 
     def list_many(
         self, server_ids: Iterable[str], *, limit: int | None = None, concurrency: int = 16
-    ) -> AsyncIterator[ServerRuns]:
+    ) -> AsyncGenerator[ServerRuns, None]:
         """One ``list`` per server, at most ``concurrency`` in flight, yielded as they complete.
 
         A server's failure is its ``ServerRuns.error``; it never stops the others.
@@ -109,7 +109,7 @@ class Runs:
         limit: int = 50,
         concurrency: int = 16,
         state: WatchState | None = None,
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Poll ``server_ids`` and yield a ``RunEvent`` per created or updated run, or error.
 
         Runs forever; break out or cancel to stop. Pass a ``WatchState`` to resume.

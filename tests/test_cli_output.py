@@ -112,7 +112,7 @@ def test_page_and_event_json_are_camel_case() -> None:
                 "title": "Title",
                 "mode": "async",
                 "status": "queued",
-                "createdAt": "2025-06-02T09:00:00+00:00",
+                "createdAt": "2025-06-02T09:00:00Z",
             }
         ],
     }

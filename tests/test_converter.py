@@ -205,7 +205,7 @@ def test_to_json_round_trips_in_the_api_field_names() -> None:
     as_json = to_json(run)
     assert as_json["serverId"] == "srv-1"
     assert as_json["status"] == "completed"
-    assert as_json["createdAt"] == "2026-11-29T06:00:00.123000+00:00"
+    assert as_json["createdAt"] == "2026-11-29T06:00:00.123000Z"
     assert "error" not in as_json  # absent stays absent
     json.dumps(as_json)
     assert page(data=[as_json]).data[0] == run

@@ -19,7 +19,6 @@ from ..models import ServerRuns
 from ._fake import churn
 from ._human import event_line, progress, status_summary, statuses_of, stdout_console
 from ._report import error_line
-from ._runs import closing
 
 # The demo's fake: slow and flaky enough that the progress bar and the retries show.
 DEMO_LATENCY = 0.1
@@ -68,7 +67,7 @@ async def _fan_out(client: ACPClient, fake: FakeACPServer) -> dict[str, ServerRu
     started = time.monotonic()
     stream = client.runs.list_many(ids, concurrency=DEMO_CONCURRENCY)
     with progress(len(ids), "reading servers") as advance:
-        async with closing(stream):
+        async with contextlib.aclosing(stream):
             async for outcome in stream:
                 outcomes[outcome.server_id] = outcome
                 advance(outcome.error is not None)
@@ -116,7 +115,7 @@ async def _live_watch(
     newcomers = asyncio.create_task(lively)
     try:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds), closing(stream):
+            async with asyncio.timeout(seconds), contextlib.aclosing(stream):
                 async for event in stream:
                     kinds[event.kind] += 1
                     if event.error is not None:

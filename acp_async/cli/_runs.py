@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterator
 
 from .. import _converter
 from .._client import ACPClient
@@ -55,7 +54,7 @@ async def poll(
     outcomes: dict[str, ServerRuns] = {}
     stream = client.runs.list_many(server_ids, limit=limit, concurrency=concurrency)
     with _progress(len(server_ids), "polling servers") as advance:
-        async with closing(stream):
+        async with contextlib.aclosing(stream):
             async for outcome in stream:
                 outcomes[outcome.server_id] = outcome
                 advance(outcome.error is not None)
@@ -78,23 +77,6 @@ def _server_json(outcome: ServerRuns) -> dict[str, object]:
         return page_json(outcome.server_id, outcome.result)
     assert outcome.error is not None
     return {"serverId": outcome.server_id, "error": error_json(outcome.error)}
-
-
-T = TypeVar("T")
-
-
-@contextlib.asynccontextmanager
-async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """``aclosing`` for the SDK's streams (typed as ``AsyncIterator``, so no ``aclose``).
-
-    Leaving the loop early (an error, a broken pipe) then stops the fan-out at once.
-    """
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 @contextlib.contextmanager
@@ -122,7 +104,7 @@ async def watch(
     show = None if as_json else _event_printer(server_ids)
     stream = client.runs.watch(server_ids, interval=interval, limit=limit, concurrency=concurrency)
     try:
-        async with closing(stream):
+        async with contextlib.aclosing(stream):
             async for event in stream:
                 if event.error is not None:
                     error_line(event.server_id, event.error, "; still watching")
