@@ -19,6 +19,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from . import _json
+from ._body import read_capped
 from ._config import ClientConfig
 from ._retry import RETRYABLE_STATUSES, CoolDown, RetryPolicy, parse_retry_after
 from .errors import (
@@ -39,6 +40,7 @@ log = logging.getLogger("acp_async")
 T = TypeVar("T")
 
 _MAX_REDIRECTS = 5
+_MAX_COOL_DOWN = 900.0  # seconds; the longest a 429 may pause the whole client
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
 
 
@@ -80,7 +82,14 @@ class ACPClient:
             max_response_bytes=max_response_bytes,
         )
         self._retry = RetryPolicy(max_retries=self._config.max_retries)
-        self._full_timeout = self._client_timeout(self._config.timeout)
+        # The whole attempt (redirect hops and pool wait included) is bounded by
+        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
+        # connect: waiting for a pooled connection is not a slow host.
+        self._socket_timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self._config.connect_timeout,
+            sock_read=self._config.timeout,
+        )
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -132,11 +141,6 @@ class ACPClient:
         connector = self._ensure_session().connector
         return connector.limit if connector is not None and connector.limit else None
 
-    def _client_timeout(self, timeout: float) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=timeout, connect=min(self._config.connect_timeout, timeout), sock_read=timeout
-        )
-
     def url(self, *segments: str, query: str = "") -> URL:
         """An API URL from already percent-encoded path segments and query (yarl must not
         re-normalise them)."""
@@ -152,8 +156,9 @@ class ACPClient:
         while True:
             attempt += 1
             try:
-                if self._cool_down_left(deadline - loop.time()) > 0:
-                    await self._cooldown.wait()
+                # A loop: another 429 may push the end further while we sleep.
+                while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(wait)
                 reply = await self._attempt(session, url, attempt, deadline - loop.time())
             except (APIConnectionError, APIStatusError) as exc:
                 delay = self._retry_delay(exc, attempt, deadline - loop.time())
@@ -190,8 +195,9 @@ class ACPClient:
         retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
         delay = retry_after if retry_after is not None else self._retry.backoff(attempt)
         if isinstance(exc, RateLimitError):
-            # The host spoke for the whole client: every request waits, fan-outs included.
-            self._cooldown.extend(delay)
+            # The host spoke for the whole client: every request waits, fan-outs included
+            # (capped, so a bogus Retry-After cannot disable the client for good).
+            self._cooldown.extend(min(delay, _MAX_COOL_DOWN))
             delay = 0.0
         if (
             attempt > self._retry.max_retries
@@ -204,57 +210,75 @@ class ACPClient:
     async def _attempt(
         self, session: aiohttp.ClientSession, url: URL, attempt: int, time_left: float
     ) -> Reply:
-        config = self._config
-        timeout = max(0.001, min(config.timeout, time_left))
-        # Built once per client for the usual case: a whole attempt fits in the deadline.
-        client_timeout = (
-            self._full_timeout if timeout == config.timeout else self._client_timeout(timeout)
-        )
+        timeout = max(0.001, min(self._config.timeout, time_left))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            for _ in range(_MAX_REDIRECTS + 1):
-                async with session.get(
-                    url, headers=config.headers, timeout=client_timeout, allow_redirects=False
-                ) as response:
+            async with asyncio.timeout(timeout):
+                return await self._follow(session, url, attempt, started)
+        except TimeoutError as exc:
+            if isinstance(exc, ACPError):
+                raise
+            log.debug("GET %s timed out (attempt %d)", url, attempt)
+            failure: ACPError = APITimeoutError(f"GET {url} timed out after {timeout:.3g}s")
+        except aiohttp.ClientError as exc:
+            # Only the name and message: some aiohttp errors' repr carries the request
+            # headers, and with them the token.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.debug("GET %s failed (attempt %d): %s", url, attempt, reason)
+            failure = APIConnectionError(f"GET {url} failed: {reason}")
+        # Raised outside the except blocks, so neither __cause__ nor __context__ keeps
+        # the aiohttp error (and its headers) alive.
+        raise failure
+
+    async def _follow(
+        self, session: aiohttp.ClientSession, url: URL, attempt: int, started: float
+    ) -> Reply:
+        """One attempt: the request, and any redirects on our own origin."""
+        for _ in range(_MAX_REDIRECTS + 1):
+            async with session.get(
+                url,
+                headers=self._config.headers,
+                timeout=self._socket_timeout,
+                allow_redirects=False,
+                # Whatever the (maybe borrowed) session says: we map statuses and
+                # inflate bodies ourselves, under the size cap.
+                raise_for_status=False,
+                auto_decompress=False,
+            ) as response:
+                try:
                     redirect = self._same_origin_redirect(response)
                     if redirect is None:
-                        reply = await self._read(response)
-                        if log.isEnabledFor(logging.DEBUG):
-                            log.debug(
-                                "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
-                                url,
-                                response.status,
-                                attempt,
-                                (loop.time() - started) * 1000,
-                                _request_id(response.headers),
-                            )
-                        return reply
-                url = redirect
-        except TimeoutError as exc:
-            log.debug("GET %s timed out (attempt %d)", url, attempt)
-            raise APITimeoutError(f"GET {url} timed out after {timeout:.3g}s") from exc
-        except aiohttp.ClientError as exc:
-            log.debug("GET %s failed (attempt %d): %r", url, attempt, exc)
-            raise APIConnectionError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
-        raise APIStatusError(f"more than {_MAX_REDIRECTS} redirects", status=310)
+                        return await self._read(response)
+                finally:
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug(
+                            "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
+                            url,
+                            response.status,
+                            attempt,
+                            (asyncio.get_running_loop().time() - started) * 1000,
+                            _request_id(response.headers),
+                        )
+            url = redirect
+        raise APIStatusError(f"more than {_MAX_REDIRECTS} redirects", status=response.status)
 
     def _same_origin_redirect(self, response: aiohttp.ClientResponse) -> URL | None:
         """Where a 3xx points on our origin; a redirect elsewhere would carry the token away."""
         if not 300 <= response.status < 400:
             return None
         location = response.headers.get("Location")
-        if not location:
-            raise _status_error(response, f"redirect {response.status} without a Location")
-        target = response.url.join(URL(location))
-        if target.origin() != self._config.base_url.origin():
+        target = _resolve(response.url, location) if location else None
+        if target is None:
+            raise _status_error(response, f"redirect {response.status} without a usable Location")
+        if not same_origin(target, self._config.base_url):
             raise _status_error(
                 response, f"refusing to follow a redirect to another origin ({target.origin()})"
             )
         return target
 
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
-        body = await self._read_capped(response)
+        body = await read_capped(response, self._config.max_response_bytes)
         if response.status >= 400:
             raise _error_from_body(response, body)
         if response.status >= 300 or response.status < 200:
@@ -269,36 +293,35 @@ class ACPClient:
             ) from None
         return Reply(value, response.url, self._next_link(response))
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        """The body, but never more than ``max_response_bytes`` of it (gzip bombs included)."""
-        limit = self._config.max_response_bytes
-        length = response.content_length
-        if length is not None and length > limit:
-            raise ResponseValidationError(
-                f"GET {response.url}: response of {length} bytes exceeds max_response_bytes={limit}"
-            )
-        if length is not None and "Content-Encoding" not in response.headers:
-            return await response.read()  # exactly Content-Length bytes, already checked
-        body = bytearray()
-        async for chunk in response.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise ResponseValidationError(
-                    f"GET {response.url}: response exceeds max_response_bytes={limit}"
-                )
-        return bytes(body)
-
     def _next_link(self, response: aiohttp.ClientResponse) -> URL | None:
         if "Link" not in response.headers:
             return None  # the usual case; ``response.links`` parses and allocates
-        link = response.links.get("next")
-        if link is None:
+        try:
+            link = response.links.get("next")
+        except ValueError:  # a header yarl cannot parse: no next page we can trust
+            link = None
+        target = _resolve(response.url, str(link.get("url", ""))) if link else None
+        if target is None:
             return None
-        target = response.url.join(URL(str(link.get("url", ""))))
-        if target.origin() != self._config.base_url.origin():
+        if not same_origin(target, self._config.base_url):
             log.warning("ignoring a Link rel=next to another origin (%s)", target.origin())
             return None
         return target
+
+
+def same_origin(a: URL, b: URL) -> bool:
+    """Scheme, host and port alike (an explicit default port is the same origin)."""
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def _resolve(base: URL, reference: str) -> URL | None:
+    """``reference`` made absolute against ``base``, or None when it is not a usable URL."""
+    try:
+        target = base.join(URL(reference))
+        target.port  # noqa: B018 - yarl checks the port only when asked
+    except ValueError:
+        return None
+    return target if target.scheme in ("http", "https") and target.host else None
 
 
 def _request_id(headers: CIMultiDictProxy[str]) -> str | None:

@@ -40,6 +40,15 @@ def normalize_base_url(raw: str) -> URL:
     return url.with_path(path)
 
 
+def _header_value(name: str, value: object) -> str:
+    """Checked now: aiohttp would only refuse it on every request, with a bare error."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError(f"{name} must be a single line")
+    return value
+
+
 @attrs.frozen
 class ClientConfig:
     """Everything a client needs to send requests; the token never shows in ``repr``."""
@@ -75,15 +84,22 @@ class ClientConfig:
                 "no API key: pass ACPClient(api_key=...) or set the ACP_API_KEY "
                 "(or COMPUTER_AGENTS_API_KEY) environment variable"
             )
-        if not isinstance(key, str) or any(c in key for c in "\r\n"):
-            raise ValueError("api_key must be a single-line string")
+        _header_value("api_key", key)
         url = normalize_base_url(base_url or _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL)
         # Case-insensitive, so a caller's "authorization" cannot ride along beside ours.
-        headers = CIMultiDict({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        headers.update(default_headers or {})
+        headers = CIMultiDict(
+            # We inflate bodies ourselves (see _body), so we name what we can inflate.
+            {
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            }
+        )
+        for name, value in (default_headers or {}).items():
+            headers[_header_value("default_headers key", name)] = _header_value(name, value)
         headers["Authorization"] = f"Bearer {key}"
         if organization_id:
-            headers[ORGANIZATION_HEADER] = organization_id
+            headers[ORGANIZATION_HEADER] = _header_value("organization_id", organization_id)
         return cls(
             api_key=key,
             base_url=url,

@@ -64,6 +64,12 @@ def _structure_datetime_or_none(value: Any, _: Any) -> datetime | None:
     return None if value is None else _structure_datetime(value, _)
 
 
+def _iso_8601(moment: datetime) -> str:
+    """As the API writes it: ``Z`` for UTC."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def _structure_object(value: Any, _: Any) -> dict[str, Any]:
     if type(value) is not dict:
         raise TypeError(f"expected an object, got {type(value).__name__}")
@@ -152,7 +158,7 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
         return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
     converter.register_structure_hook(AgentRun, _objects_only(camel_case_fn(AgentRun)))
-    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_unstructure_hook(datetime, _iso_8601)
     converter.register_unstructure_hook_func(lambda t: _open_enum(t) is not None, _enum_value)
     converter.register_unstructure_hook(
         AgentRun,

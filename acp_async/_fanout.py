@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ async def as_completed_bounded(
     work: Callable[[T], Awaitable[R]],
     concurrency: int,
     check: Callable[[T], object] = _no_check,
-) -> AsyncIterator[R]:
+) -> AsyncGenerator[R, None]:
     """Run ``work`` over ``items``, at most ``concurrency`` at a time, yielding as each ends.
 
     ``check`` runs on each item as it is taken; what it raises ends the iteration.

@@ -29,4 +29,4 @@ def shard(server_ids: Iterable[str], index: int, count: int) -> Iterator[str]:
     index = _validate.int_at_least("index", index, 0)
     if index >= count:
         raise ValueError(f"index must be < count ({count}), got {index}")
-    return (sid for sid in server_ids if shard_of(_validate.server_id(sid), count) == index)
+    return (sid for sid in server_ids if shard_of(_validate.taken_server_id(sid), count) == index)
