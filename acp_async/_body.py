@@ -8,6 +8,7 @@ inflate them here, never more than the cap plus one byte at a time.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 import aiohttp
 
@@ -44,25 +45,51 @@ async def _read_plain(response: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 async def _inflate(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    inflater = zlib.decompressobj(_AUTO_HEADER)
+    inflater = _Inflater(response.headers["Content-Encoding"].strip().lower(), limit)
     body = bytearray()
     try:
         async for chunk in response.content.iter_any():
-            data = chunk
-            while data:
-                # max_length bounds what one call may produce: a bomb stops at limit + 1.
-                body += inflater.decompress(data, limit + 1 - len(body))
+            for piece in inflater.feed(chunk):
+                body += piece
                 if len(body) > limit:
                     raise _too_large(response, limit, "(decompressed) ")
-                data = inflater.unconsumed_tail
-        body += inflater.flush()
     except zlib.error as exc:
         raise ResponseValidationError(
-            f"GET {response.url}: body is not valid {response.headers['Content-Encoding']}: {exc}"
+            f"GET {response.url}: body is not valid {inflater.encoding}: {exc}"
         ) from None
-    if len(body) > limit:
-        raise _too_large(response, limit, "(decompressed) ")
+    if not inflater.finished:
+        raise ResponseValidationError(f"GET {response.url}: {inflater.encoding} body ends early")
     return bytes(body)
+
+
+class _Inflater:
+    """gzip (several members too), zlib-wrapped deflate, or raw deflate as some servers send."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding = encoding
+        self._zlib = zlib.decompressobj(_AUTO_HEADER)
+        self._started = False
+        self._room = limit + 1  # never inflate more than this in all: a bomb stops here
+
+    @property
+    def finished(self) -> bool:
+        return self._zlib.eof
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data and self._room > 0:
+            if self._zlib.eof:  # another gzip member follows the last one
+                self._zlib = zlib.decompressobj(_AUTO_HEADER)
+            try:
+                piece = self._zlib.decompress(data, self._room)
+            except zlib.error:
+                if self._started or self.encoding != "deflate":
+                    raise
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no header
+                piece = self._zlib.decompress(data, self._room)
+            self._started = True
+            self._room -= len(piece)
+            yield piece
+            data = self._zlib.unconsumed_tail or self._zlib.unused_data
 
 
 def _too_large(

@@ -82,6 +82,7 @@ class ACPClient:
             max_response_bytes=max_response_bytes,
         )
         self._retry = RetryPolicy(max_retries=self._config.max_retries)
+        self._secret = self._config.api_key.encode()
         # The whole attempt (redirect hops and pool wait included) is bounded by
         # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
         # connect: waiting for a pooled connection is not a slow host.
@@ -280,7 +281,7 @@ class ACPClient:
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
         body = await read_capped(response, self._config.max_response_bytes)
         if response.status >= 400:
-            raise _error_from_body(response, body)
+            raise _error_from_body(response, body, self._secret)
         if response.status >= 300 or response.status < 200:
             raise _status_error(response, f"unexpected status {response.status}")
         try:
@@ -318,10 +319,12 @@ def _resolve(base: URL, reference: str) -> URL | None:
     """``reference`` made absolute against ``base``, or None when it is not a usable URL."""
     try:
         target = base.join(URL(reference))
-        target.port  # noqa: B018 - yarl checks the port only when asked
+        # yarl checks the port and decodes the host only when asked; both may raise
+        # (UnicodeError, for a host IDNA cannot round-trip, is a ValueError too).
+        usable = target.scheme in ("http", "https") and target.host and target.port
     except ValueError:
         return None
-    return target if target.scheme in ("http", "https") and target.host else None
+    return target if usable else None
 
 
 def _request_id(headers: CIMultiDictProxy[str]) -> str | None:
@@ -335,8 +338,15 @@ def _status_error(response: aiohttp.ClientResponse, message: str) -> APIStatusEr
     return APIStatusError(message, status=response.status, request_id=_request_id(response.headers))
 
 
-def _error_from_body(response: aiohttp.ClientResponse, body: bytes) -> APIStatusError:
-    """Map a status to its error class, reading the API's JSON error body when there is one."""
+def _error_from_body(
+    response: aiohttp.ClientResponse, body: bytes, secret: bytes
+) -> APIStatusError:
+    """Map a status to its error class, reading the API's JSON error body when there is one.
+
+    A server or proxy may echo the request's Authorization back: the token is blanked
+    out of the body before anything (message, details, excerpt) is taken from it.
+    """
+    body = body.replace(secret, b"***")
     text = body.decode("utf-8", errors="replace")
     try:
         payload = _json.loads(body)

@@ -29,9 +29,17 @@ def _from_env(names: tuple[str, ...]) -> str | None:
 
 def normalize_base_url(raw: str) -> URL:
     """Make ``raw`` end in ``/v1``, like the official SDK, keeping any path prefix."""
-    url = URL(raw.strip())
-    if url.scheme not in ("http", "https") or not url.host:
+    try:
+        url = URL(raw.strip())
+        absolute = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
+    except ValueError as exc:  # yarl parses lazily; UnicodeError is a ValueError too
+        raise ValueError(f"base_url is not a valid URL ({exc}), got {raw!r}") from None
+    if not absolute:
         raise ValueError(f"base_url must be an absolute http(s) URL, got {raw!r}")
+    if url.user is not None or url.password is not None:
+        # aiohttp refuses them beside our Authorization header, and they would show in
+        # every repr and error message.
+        raise ValueError("base_url must not carry user:password; the API key authenticates")
     if url.query_string or url.fragment:
         raise ValueError(f"base_url must not carry a query or fragment, got {raw!r}")
     path = url.path.rstrip("/")

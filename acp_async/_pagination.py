@@ -27,7 +27,9 @@ async def walk(
     while True:
         page, next_url = await fetch(url)
         fresh = _fresh_runs(page, seen_ids)
-        if not fresh and url is not first:
+        # Runs without an id cannot be told apart, so only new ids count as progress.
+        progress = any(run.id is not None for run in fresh)
+        if not progress and url is not first:
             return  # nothing new (an empty page included): following on could never end
         if max_items is not None and total + len(fresh) >= max_items:
             fresh = fresh[: max_items - total]
@@ -35,7 +37,7 @@ async def walk(
             return
         total += len(fresh)
         yield page, fresh
-        if not fresh or next_url is None or next_url in seen_urls:
+        if not progress or next_url is None or next_url in seen_urls:
             return
         seen_urls.add(next_url)
         url = next_url

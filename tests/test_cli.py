@@ -255,6 +255,8 @@ async def test_bad_arguments_are_usage_errors(fleet: FakeACPServer) -> None:
     results = await asyncio.gather(
         run("runs", "list", "srv-0001", "--limit", "0", env=env),
         run("runs", "poll", "..", env=env),
+        run("runs", "list", "..", env=env),
+        run("runs", "list", "", env=env),
         run("runs", "poll", "srv-0001", "--shard", "3/3", env=env),
         run("runs", "watch", "srv-0001", "--interval", "-1", env=env),
         run("runs", "poll", env=env),
@@ -265,8 +267,27 @@ async def test_bad_arguments_are_usage_errors(fleet: FakeACPServer) -> None:
         assert "Traceback" not in result.err
         assert result.out == ""
     assert "bad server id '..'" in results[1].err
-    assert "--shard wants I/N" in results[2].err
-    assert "no servers" in results[4].err
+    assert "bad server id '..'" in results[2].err
+    assert "bad server id ''" in results[3].err
+    assert "--shard wants I/N" in results[4].err
+    assert "no servers" in results[6].err
+
+
+async def test_closed_stdin_for_the_servers_file_is_a_usage_error(fleet: FakeACPServer) -> None:
+    """`--servers-file -` with no standard input at all exits 2 with one line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import os, runpy, sys; os.close(0); sys.stdin = None; "
+        "sys.argv = ['acp-async', 'runs', 'poll', '--servers-file', '-']; "
+        "runpy.run_module('acp_async', run_name='__main__')",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(fleet),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 15)
+    line = assert_clean_error(Result(proc.returncode or 0, out.decode(), err.decode()), 2)
+    assert "no standard input" in line
 
 
 # -- runs poll ----------------------------------------------------------------------------

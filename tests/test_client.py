@@ -392,7 +392,9 @@ async def test_redirect_hops_share_the_attempt_timeout(
     assert time.monotonic() - started < 0.7
 
 
-@pytest.mark.parametrize("location", ["http://[::1", "mailto:x@y", "http://h:99999/x"])
+@pytest.mark.parametrize(
+    "location", ["http://[::1", "mailto:x@y", "http://h:99999/x", "http://xn--xn--/x"]
+)
 async def test_unusable_location_is_a_status_error(
     fake: FakeACPServer, client: ACPClient, location: str
 ) -> None:
@@ -478,4 +480,73 @@ async def test_bad_or_unknown_encoding_is_a_validation_error(
     app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
     async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
         with pytest.raises(ResponseValidationError):
+            await client.runs.list(SERVER)
+
+
+async def test_token_echoed_by_the_server_is_blanked(
+    fake: FakeACPServer, client: ACPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy that echoes the Authorization header leaks nothing into errors or logs."""
+    echo = f'{{"message": "got Bearer {fake.token}", "details": ["{fake.token}"]}}'
+    fake.fail("status", status=503, times=3, body=echo.encode())
+    with caplog.at_level(logging.DEBUG, logger="acp_async"):
+        with pytest.raises(InternalServerError) as info:
+            await client.runs.list(SERVER)
+    exc = info.value
+    assert exc.message == "got Bearer ***"
+    assert exc.details == ["***"]
+    for text in (str(exc), repr(exc), exc.body or "", caplog.text):
+        assert fake.token not in text
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://user:pw@127.0.0.1:1", "http://[::1", "http://xn--xn--/", "http://h:99999"],
+)
+def test_unusable_base_urls_fail_at_construction(base_url: str) -> None:
+    """Credentials in the URL, or a URL yarl cannot use, are a ValueError naming base_url."""
+    with pytest.raises(ValueError, match="base_url") as info:
+        ACPClient("k", base_url=base_url)
+    assert "pw" not in str(info.value)
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(b'{"data": [{"id": "a"}') + gzip.compress(b', {"id": "b"}]}')),
+        ("deflate", _deflate(b'{"data": [{"id": "a"}, {"id": "b"}]}', zlib.MAX_WBITS)),
+        ("deflate", _deflate(b'{"data": [{"id": "a"}, {"id": "b"}]}', -zlib.MAX_WBITS)),
+    ],
+    ids=["gzip-two-members", "zlib-deflate", "raw-deflate"],
+)
+async def test_every_common_compressed_form_is_read(
+    no_backoff: None, encoding: str, body: bytes
+) -> None:
+    """Multi-member gzip, zlib-wrapped and raw deflate all inflate to the whole body."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": encoding})
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+        assert [r.id for r in (await client.runs.list(SERVER)).data] == ["a", "b"]
+
+
+async def test_gzip_body_that_ends_early_says_so(no_backoff: None) -> None:
+    """A compressed body cut short is reported as such, not as bad JSON."""
+    body = gzip.compress(b'{"data": []}' + b" " * 5000)[:-12]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+        with pytest.raises(ResponseValidationError, match="ends early"):
             await client.runs.list(SERVER)

@@ -228,7 +228,13 @@ async def test_empty_pages_with_fresh_links_end(no_backoff: None) -> None:
 
 
 @pytest.mark.parametrize(
-    "link", ["<http://[::1>; rel=next", "<mailto:x@y>; rel=next", "<http://h:99999/x>; rel=next"]
+    "link",
+    [
+        "<http://[::1>; rel=next",
+        "<mailto:x@y>; rel=next",
+        "<http://h:99999/x>; rel=next",
+        "<http://xn--xn--/x>; rel=next",
+    ],
 )
 async def test_unparsable_link_header_ends_paging(link: str, no_backoff: None) -> None:
     """A Link header yarl cannot parse is no next page, not a bare ValueError."""
@@ -250,3 +256,18 @@ async def test_unparsable_link_header_ends_paging(link: str, no_backoff: None) -
     finally:
         await runner.cleanup()
     assert ids == ["a"]
+
+
+async def test_runs_without_ids_do_not_keep_paging(no_backoff: None) -> None:
+    """A page of id-less runs shows no progress: its next link is not followed."""
+    calls = []
+
+    def answer(request: web.Request) -> tuple[dict[str, Any], str | None]:
+        cursor = int(request.query.get("cursor", "0"))
+        calls.append(cursor)
+        return {"data": [{"title": f"t{cursor}"}]}, f"?cursor={cursor + 1}"
+
+    async with scripted(answer) as base, ACPClient("k", base_url=base) as client:
+        titles = [run.title async for run in client.runs.iter(SERVER)]
+    assert titles == ["t0"]
+    assert calls == [0]

@@ -255,20 +255,29 @@ async def test_gap_closing_refused_by_the_host_still_reports(no_backoff: None) -
     assert "1600" in limits  # refused by the fake (limit <= 1000), then reported anyway
 
 
-async def test_aclose_returns_with_nothing_in_flight(
-    watched: FakeACPServer, watch_client: ACPClient
-) -> None:
-    """aclose() cancels and awaits the polls in flight before it returns."""
-    watched.fail("latency", delay=1.0, times=10)
-    stream = watch_client.runs.watch([*watched.server_ids, "late"], interval=INTERVAL)
-    task = asyncio.ensure_future(anext(stream))
-    while watched.in_flight < 3:
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await stream.aclose()
-    session = watch_client._session
-    assert session is not None
-    assert session.connector is not None
-    assert not session.connector._acquired  # type: ignore[attr-defined]
+async def test_aclose_returns_with_nothing_in_flight(no_backoff: None) -> None:
+    """aclose() after a yielded event cancels and awaits the polls still in flight."""
+    async with FakeACPServer(servers=0) as fake:
+        for sid in ("fast", "slow-1", "slow-2"):
+            fake.add_server(sid)
+            fake.add_run(sid)
+        for sid in ("slow-1", "slow-2"):
+            fake.fail("latency", delay=5.0, server_id=sid)
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            stream = client.runs.watch(["fast", "slow-1", "slow-2"], interval=INTERVAL)
+            event = await anext(stream)
+            assert event.server_id == "fast"
+            assert fake.in_flight == 2
+            await stream.aclose()
+            # No turn of the loop given: aclose itself did the cleanup.
+            tasks = [
+                t
+                for t in asyncio.all_tasks()
+                if t is not asyncio.current_task()
+                and not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
+            ]
+            assert tasks == []
+            session = client._session
+            assert session is not None
+            assert session.connector is not None
+            assert not session.connector._acquired  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from .._client import ACPClient
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, _from_env
 from .._version import __version__
 from . import _fake, _runs
-from ._fleet import UsageError, parse_shard, server_ids
+from ._fleet import UsageError, checked, parse_shard, server_ids
 from ._report import PROG, warn
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _list(args: argparse.Namespace) -> int:
+    checked(args.server_id, "the command line")
     client = _client(args)
     return _run(
         lambda: _with(client, _runs.list_runs, args.server_id, limit=args.limit, as_json=args.json)

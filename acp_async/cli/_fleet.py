@@ -34,7 +34,7 @@ def read_ids(lines: Iterable[str], where: str) -> list[str]:
     for number, line in enumerate(lines, 1):
         server_id = line.strip()
         if server_id and not server_id.startswith("#"):
-            ids.append(_checked(server_id, f"{where}, line {number}"))
+            ids.append(checked(server_id, f"{where}, line {number}"))
     return ids
 
 
@@ -42,7 +42,7 @@ def server_ids(
     arguments: Sequence[str], servers_file: str | None, shard_spec: tuple[int, int] | None
 ) -> tuple[list[str], int]:
     """The ids this process owns (in order, without repeats) and how many were given."""
-    ids = [_checked(sid, "the command line") for sid in arguments]
+    ids = [checked(sid, "the command line") for sid in arguments]
     if servers_file is not None:
         ids += _from_file(servers_file)
     if not ids:
@@ -54,18 +54,21 @@ def server_ids(
 
 
 def _from_file(path: str) -> list[str]:
-    if path == "-":
-        return read_ids(sys.stdin, "stdin")
+    if path == "-" and sys.stdin is None:
+        raise UsageError("--servers-file -: there is no standard input")
     try:
+        if path == "-":
+            return read_ids(sys.stdin, "stdin")
         with open(path, encoding="utf-8") as file:
             return read_ids(file, path)
     except OSError as exc:
         raise UsageError(f"cannot read --servers-file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"--servers-file {path} is not UTF-8 text") from None
+        where = "stdin" if path == "-" else path
+        raise UsageError(f"--servers-file: {where} is not UTF-8 text") from None
 
 
-def _checked(server_id: str, where: str) -> str:
+def checked(server_id: str, where: str) -> str:
     """The id, once the SDK's own rule (one path segment, not '.' or '..') accepts it."""
     try:
         _validate.path_segment(server_id)
