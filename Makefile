@@ -46,5 +46,13 @@ soak: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m acp_async demo
 
+# Side-by-side benchmarks (a few minutes); writes benchmarks/RESULTS.md.
+$(VENV)/.bench-installed: $(VENV)/.installed benchmarks/requirements.txt
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) -m benchmarks
+
 clean:
 	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache

@@ -1,7 +1,10 @@
 """acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
 
+import logging
+
 from ._client import ACPClient
 from ._config import InsecureTransportWarning
+from ._converter import to_json
 from ._shard import shard
 from ._version import __version__
 from ._watch import WatchState
@@ -23,6 +26,9 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import AgentRun, AgentRunList, RunEvent, RunMode, RunStatus, ServerRuns
+
+# A library logs; the application decides where it goes (and nothing is printed).
+logging.getLogger("acp_async").addHandler(logging.NullHandler())
 
 __all__ = (
     "ACPClient",
@@ -51,4 +57,5 @@ __all__ = (
     "WatchState",
     "__version__",
     "shard",
+    "to_json",
 )

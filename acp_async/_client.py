@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from . import _json
+from ._body import read_capped
 from ._config import ClientConfig, InsecureTransportWarning, is_cleartext_remote
 from ._retry import RETRYABLE_STATUSES, CoolDown, RetryPolicy, parse_retry_after
 from .errors import (
@@ -40,6 +41,7 @@ log = logging.getLogger("acp_async")
 T = TypeVar("T")
 
 _MAX_REDIRECTS = 5
+_MAX_COOL_DOWN = 900.0  # seconds; the longest a 429 may pause the whole client
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
 
 
@@ -89,6 +91,15 @@ class ACPClient:
                 stacklevel=2,
             )
         self._retry = RetryPolicy(max_retries=self._config.max_retries)
+        self._secret = self._config.api_key.encode()
+        # The whole attempt (redirect hops and pool wait included) is bounded by
+        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
+        # connect: waiting for a pooled connection is not a slow host.
+        self._socket_timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self._config.connect_timeout,
+            sock_read=self._config.timeout,
+        )
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -140,9 +151,11 @@ class ACPClient:
         connector = self._ensure_session().connector
         return connector.limit if connector is not None and connector.limit else None
 
-    def url(self, *segments: str) -> URL:
-        """An API URL from already percent-encoded path segments (yarl must not re-normalise)."""
-        return URL(f"{self._config.base_url}/{'/'.join(segments)}", encoded=True)
+    def url(self, *segments: str, query: str = "") -> URL:
+        """An API URL from already percent-encoded path segments and query (yarl must not
+        re-normalise them)."""
+        path = "/".join(segments)
+        return URL(f"{self._config.base_url}/{path}{'?' if query else ''}{query}", encoded=True)
 
     async def get(self, url: URL, parse: Callable[[Any], T]) -> tuple[T, URL | None]:
         """GET ``url`` with retries; ``parse`` turns the decoded JSON into the caller's type."""
@@ -153,7 +166,9 @@ class ACPClient:
         while True:
             attempt += 1
             try:
-                await self._wait_cool_down(deadline - loop.time())
+                # A loop: another 429 may push the end further while we sleep.
+                while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(wait)
                 reply = await self._attempt(session, url, attempt, deadline - loop.time())
             except (APIConnectionError, APIStatusError) as exc:
                 delay = self._retry_delay(exc, attempt, deadline - loop.time())
@@ -174,7 +189,8 @@ class ACPClient:
             except ResponseValidationError as exc:
                 raise ResponseValidationError(f"GET {url}: {exc}") from None
 
-    async def _wait_cool_down(self, time_left: float) -> None:
+    def _cool_down_left(self, time_left: float) -> float:
+        """Seconds of 429 cool-down to wait out first; too long a one raises RateLimitError."""
         remaining = self._cooldown.remaining()
         if remaining > min(self._retry.max_retry_after, time_left):
             raise RateLimitError(
@@ -182,15 +198,16 @@ class ACPClient:
                 status=429,
                 retry_after=remaining,
             )
-        await self._cooldown.wait()
+        return remaining
 
     def _retry_delay(self, exc: ACPError, attempt: int, time_left: float) -> float | None:
         """Seconds to wait before the next attempt, or None to give up and raise ``exc``."""
         retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
         delay = retry_after if retry_after is not None else self._retry.backoff(attempt)
         if isinstance(exc, RateLimitError):
-            # The host spoke for the whole client: every request waits, fan-outs included.
-            self._cooldown.extend(delay)
+            # The host spoke for the whole client: every request waits, fan-outs included
+            # (capped, so a bogus Retry-After cannot disable the client for good).
+            self._cooldown.extend(min(delay, _MAX_COOL_DOWN))
             delay = 0.0
         if (
             attempt > self._retry.max_retries
@@ -203,57 +220,77 @@ class ACPClient:
     async def _attempt(
         self, session: aiohttp.ClientSession, url: URL, attempt: int, time_left: float
     ) -> Reply:
-        config = self._config
-        timeout = max(0.001, min(config.timeout, time_left))
-        client_timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=min(config.connect_timeout, timeout), sock_read=timeout
-        )
+        timeout = max(0.001, min(self._config.timeout, time_left))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            for _ in range(_MAX_REDIRECTS + 1):
-                async with session.get(
-                    url, headers=config.headers, timeout=client_timeout, allow_redirects=False
-                ) as response:
+            async with asyncio.timeout(timeout):
+                return await self._follow(session, url, attempt, started)
+        except TimeoutError as exc:
+            if isinstance(exc, ACPError):
+                raise
+            log.debug("GET %s timed out (attempt %d)", url, attempt)
+            failure: ACPError = APITimeoutError(f"GET {url} timed out after {timeout:.3g}s")
+        except aiohttp.ClientError as exc:
+            # Only the name and message: some aiohttp errors' repr carries the request
+            # headers, and with them the token.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.debug("GET %s failed (attempt %d): %s", url, attempt, reason)
+            failure = APIConnectionError(f"GET {url} failed: {reason}")
+        # Raised outside the except blocks, so neither __cause__ nor __context__ keeps
+        # the aiohttp error (and its headers) alive.
+        raise failure
+
+    async def _follow(
+        self, session: aiohttp.ClientSession, url: URL, attempt: int, started: float
+    ) -> Reply:
+        """One attempt: the request, and any redirects on our own origin."""
+        for _ in range(_MAX_REDIRECTS + 1):
+            async with session.get(
+                url,
+                headers=self._config.headers,
+                timeout=self._socket_timeout,
+                allow_redirects=False,
+                # Whatever the (maybe borrowed) session says: we map statuses and
+                # inflate bodies ourselves, under the size cap.
+                raise_for_status=False,
+                auto_decompress=False,
+            ) as response:
+                try:
                     redirect = self._same_origin_redirect(response)
                     if redirect is None:
-                        reply = await self._read(response)
+                        return await self._read(response)
+                finally:
+                    if log.isEnabledFor(logging.DEBUG):
                         log.debug(
                             "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
                             url,
                             response.status,
                             attempt,
-                            (loop.time() - started) * 1000,
+                            (asyncio.get_running_loop().time() - started) * 1000,
                             _request_id(response.headers),
                         )
-                        return reply
-                url = redirect
-        except TimeoutError as exc:
-            log.debug("GET %s timed out (attempt %d)", url, attempt)
-            raise APITimeoutError(f"GET {url} timed out after {timeout:.3g}s") from exc
-        except aiohttp.ClientError as exc:
-            log.debug("GET %s failed (attempt %d): %r", url, attempt, exc)
-            raise APIConnectionError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
-        raise APIStatusError(f"more than {_MAX_REDIRECTS} redirects", status=310)
+            url = redirect
+        raise APIStatusError(f"more than {_MAX_REDIRECTS} redirects", status=response.status)
 
     def _same_origin_redirect(self, response: aiohttp.ClientResponse) -> URL | None:
         """Where a 3xx points on our origin; a redirect elsewhere would carry the token away."""
         if not 300 <= response.status < 400:
             return None
         location = response.headers.get("Location")
-        if not location:
-            raise _status_error(response, f"redirect {response.status} without a Location")
-        target = response.url.join(URL(location))
-        if target.origin() != self._config.base_url.origin():
+        target = _resolve(response.url, location) if location else None
+        if target is None:
+            raise _status_error(response, f"redirect {response.status} without a usable Location")
+        if not same_origin(target, self._config.base_url):
             raise _status_error(
                 response, f"refusing to follow a redirect to another origin ({target.origin()})"
             )
         return target
 
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
-        body = await self._read_capped(response)
+        body = await read_capped(response, self._config.max_response_bytes)
         if response.status >= 400:
-            raise _error_from_body(response, body)
+            raise _error_from_body(response, body, self._secret)
         if response.status >= 300 or response.status < 200:
             raise _status_error(response, f"unexpected status {response.status}")
         try:
@@ -266,34 +303,37 @@ class ACPClient:
             ) from None
         return Reply(value, response.url, self._next_link(response))
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        """The body, but never more than ``max_response_bytes`` of it (gzip bombs included)."""
-        limit = self._config.max_response_bytes
-        length = response.content_length
-        if length is not None and length > limit:
-            raise ResponseValidationError(
-                f"GET {response.url}: response of {length} bytes exceeds max_response_bytes={limit}"
-            )
-        if length is not None and "Content-Encoding" not in response.headers:
-            return await response.read()  # exactly Content-Length bytes, already checked
-        body = bytearray()
-        async for chunk in response.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise ResponseValidationError(
-                    f"GET {response.url}: response exceeds max_response_bytes={limit}"
-                )
-        return bytes(body)
-
     def _next_link(self, response: aiohttp.ClientResponse) -> URL | None:
-        link = response.links.get("next")
-        if link is None:
+        if "Link" not in response.headers:
+            return None  # the usual case; ``response.links`` parses and allocates
+        try:
+            link = response.links.get("next")
+        except ValueError:  # a header yarl cannot parse: no next page we can trust
+            link = None
+        target = _resolve(response.url, str(link.get("url", ""))) if link else None
+        if target is None:
             return None
-        target = response.url.join(URL(str(link.get("url", ""))))
-        if target.origin() != self._config.base_url.origin():
+        if not same_origin(target, self._config.base_url):
             log.warning("ignoring a Link rel=next to another origin (%s)", target.origin())
             return None
         return target
+
+
+def same_origin(a: URL, b: URL) -> bool:
+    """Scheme, host and port alike (an explicit default port is the same origin)."""
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def _resolve(base: URL, reference: str) -> URL | None:
+    """``reference`` made absolute against ``base``, or None when it is not a usable URL."""
+    try:
+        target = base.join(URL(reference))
+        # yarl checks the port and decodes the host only when asked; both may raise
+        # (UnicodeError, for a host IDNA cannot round-trip, is a ValueError too).
+        usable = target.scheme in ("http", "https") and target.host and target.port
+    except ValueError:
+        return None
+    return target if usable else None
 
 
 def _request_id(headers: CIMultiDictProxy[str]) -> str | None:
@@ -307,8 +347,15 @@ def _status_error(response: aiohttp.ClientResponse, message: str) -> APIStatusEr
     return APIStatusError(message, status=response.status, request_id=_request_id(response.headers))
 
 
-def _error_from_body(response: aiohttp.ClientResponse, body: bytes) -> APIStatusError:
-    """Map a status to its error class, reading the API's JSON error body when there is one."""
+def _error_from_body(
+    response: aiohttp.ClientResponse, body: bytes, secret: bytes
+) -> APIStatusError:
+    """Map a status to its error class, reading the API's JSON error body when there is one.
+
+    A server or proxy may echo the request's Authorization back: the token is blanked
+    out of the body before anything (message, details, excerpt) is taken from it.
+    """
+    body = body.replace(secret, b"***")
     text = body.decode("utf-8", errors="replace")
     try:
         payload = _json.loads(body)

@@ -30,9 +30,17 @@ def _from_env(names: tuple[str, ...]) -> str | None:
 
 def normalize_base_url(raw: str) -> URL:
     """Make ``raw`` end in ``/v1``, like the official SDK, keeping any path prefix."""
-    url = URL(raw.strip())
-    if url.scheme not in ("http", "https") or not url.host:
+    try:
+        url = URL(raw.strip())
+        absolute = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
+    except ValueError as exc:  # yarl parses lazily; UnicodeError is a ValueError too
+        raise ValueError(f"base_url is not a valid URL ({exc}), got {raw!r}") from None
+    if not absolute:
         raise ValueError(f"base_url must be an absolute http(s) URL, got {raw!r}")
+    if url.user is not None or url.password is not None:
+        # aiohttp refuses them beside our Authorization header, and they would show in
+        # every repr and error message.
+        raise ValueError("base_url must not carry user:password; the API key authenticates")
     if url.query_string or url.fragment:
         raise ValueError(f"base_url must not carry a query or fragment, got {raw!r}")
     path = url.path.rstrip("/")
@@ -61,6 +69,15 @@ def is_cleartext_remote(url: URL) -> bool:
         return not ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return True  # a DNS name: it could resolve anywhere
+
+
+def _header_value(name: str, value: object) -> str:
+    """Checked now: aiohttp would only refuse it on every request, with a bare error."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError(f"{name} must be a single line")
+    return value
 
 
 @attrs.frozen
@@ -98,15 +115,22 @@ class ClientConfig:
                 "no API key: pass ACPClient(api_key=...) or set the ACP_API_KEY "
                 "(or COMPUTER_AGENTS_API_KEY) environment variable"
             )
-        if not isinstance(key, str) or any(c in key for c in "\r\n"):
-            raise ValueError("api_key must be a single-line string")
+        _header_value("api_key", key)
         url = normalize_base_url(base_url or _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL)
         # Case-insensitive, so a caller's "authorization" cannot ride along beside ours.
-        headers = CIMultiDict({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        headers.update(default_headers or {})
+        headers = CIMultiDict(
+            # We inflate bodies ourselves (see _body), so we name what we can inflate.
+            {
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+            }
+        )
+        for name, value in (default_headers or {}).items():
+            headers[_header_value("default_headers key", name)] = _header_value(name, value)
         headers["Authorization"] = f"Bearer {key}"
         if organization_id:
-            headers[ORGANIZATION_HEADER] = organization_id
+            headers[ORGANIZATION_HEADER] = _header_value("organization_id", organization_id)
         return cls(
             api_key=key,
             base_url=url,

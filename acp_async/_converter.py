@@ -42,11 +42,32 @@ def _strict(kind: type[T]) -> Callable[[Any, Any], T]:
     return structure
 
 
+def _strict_or_none(kind: type[T]) -> Callable[[Any, Any], T | None]:
+    """``kind | None`` in one call: cattrs' generic Optional hook costs a second call per field."""
+
+    def structure(value: Any, _: Any) -> T | None:
+        if value is None or type(value) is kind:
+            return value
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+
+    return structure
+
+
 def _structure_datetime(value: Any, _: Any) -> datetime:
     if type(value) is not str:
         raise TypeError(f"expected an ISO 8601 string, got {type(value).__name__}")
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _structure_datetime_or_none(value: Any, _: Any) -> datetime | None:
+    return None if value is None else _structure_datetime(value, _)
+
+
+def _iso_8601(moment: datetime) -> str:
+    """As the API writes it: ``Z`` for UTC."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _structure_object(value: Any, _: Any) -> dict[str, Any]:
@@ -125,6 +146,11 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(bool, _strict(bool))
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook_func(lambda t: t == dict[str, Any], _structure_object)
+    # The optional forms every model field uses, each one call (same checks as above).
+    converter.register_structure_hook(str | None, _strict_or_none(str))
+    converter.register_structure_hook(bool | None, _strict_or_none(bool))
+    converter.register_structure_hook(dict[str, Any] | None, _strict_or_none(dict))
+    converter.register_structure_hook(datetime | None, _structure_datetime_or_none)
     converter.register_structure_hook_factory(lambda t: _open_enum(t) is not None, _open_enum_hook)
 
     def camel_case_fn(cls: type[Any]) -> Callable[[Any, Any], Any]:
@@ -132,7 +158,7 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
         return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
 
     converter.register_structure_hook(AgentRun, _objects_only(camel_case_fn(AgentRun)))
-    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_unstructure_hook(datetime, _iso_8601)
     converter.register_unstructure_hook_func(lambda t: _open_enum(t) is not None, _enum_value)
     converter.register_unstructure_hook(
         AgentRun,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import time
@@ -91,8 +90,3 @@ class CoolDown:
 
     def extend(self, seconds: float) -> None:
         self._until = max(self._until, self._clock() + seconds)
-
-    async def wait(self) -> None:
-        # Loop: another 429 may push the end further while we sleep.
-        while (left := self.remaining()) > 0:  # noqa: ASYNC110 - a deadline, not an event
-            await asyncio.sleep(left)

@@ -9,6 +9,8 @@ from . import _validate
 
 __all__ = ("shard", "shard_of")
 
+MAX_SHARDS = 10_000
+
 
 def _score(server_id: str, shard_index: int) -> int:
     digest = blake2b(f"{shard_index}\x00{server_id}".encode(), digest_size=8).digest()
@@ -26,7 +28,9 @@ def shard_of(server_id: str, count: int) -> int:
 def shard(server_ids: Iterable[str], index: int, count: int) -> Iterator[str]:
     """The ids that worker ``index`` of ``count`` owns; the same on every host and run."""
     count = _validate.int_at_least("count", count, 1)
+    if count > MAX_SHARDS:
+        raise ValueError(f"count must be <= {MAX_SHARDS} (each id is scored once per shard)")
     index = _validate.int_at_least("index", index, 0)
     if index >= count:
         raise ValueError(f"index must be < count ({count}), got {index}")
-    return (sid for sid in server_ids if shard_of(_validate.server_id(sid), count) == index)
+    return (sid for sid in server_ids if shard_of(_validate.taken_server_id(sid), count) == index)

@@ -17,9 +17,12 @@ def path_segment(server_id: object) -> str:
     return quote(server_id, safe="")
 
 
-def server_id(value: object) -> str:
-    """``value`` itself, once it is known to be a usable server id."""
-    path_segment(value)
+def taken_server_id(value: object) -> str:
+    """A server id taken from an iterable: any bad one, whatever its type, is a ValueError."""
+    try:
+        path_segment(value)
+    except TypeError as exc:
+        raise ValueError(f"server ids must be str, got {type(value).__name__}") from exc
     return value  # type: ignore[return-value]
 
 

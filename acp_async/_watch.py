@@ -1,20 +1,24 @@
-"""``watch``: a change feed over many servers, built on the bounded fan-out.
+"""``watch``: a change feed over many servers.
 
 Each server keeps its own schedule: busy servers (queued or running runs) are
 polled every ``interval``, quiet ones back off gradually, failing ones back off
 exponentially; every delay is jittered so a fleet never polls in lock-step.
+A heap of due times feeds at most ``concurrency`` poll tasks, and each result
+is handled as it lands, so one slow server never holds back the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import heapq
+import itertools
+import logging
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import _converter, _validate
-from ._fanout import as_completed_bounded
 from ._retry import jittered
 from .errors import ACPError, AuthenticationError, ResponseValidationError
 from .models import AgentRun, AgentRunList, RunEvent
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from .runs import Runs
 
 __all__ = ("WatchState",)
+
+log = logging.getLogger("acp_async")
 
 QUIET_BACKOFF = 1.5  # a quiet server's interval grows by this per quiet poll ...
 QUIET_CAP = 8  # ... up to this many intervals
@@ -86,50 +92,83 @@ class Watcher:
         self._state = state
         self._schedules: dict[str, _Schedule] = {}
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         loop = asyncio.get_running_loop()
         # Taken (and checked) here, inside the iterator: a bad id raises from it.
-        self._schedules = {_validate.server_id(sid): _Schedule() for sid in self._source}
-        while self._schedules:
-            now = loop.time()
-            due = [sid for sid, s in self._schedules.items() if s.due <= now]
-            if not due:
-                await asyncio.sleep(min(s.due for s in self._schedules.values()) - now)
-                continue
-            async for sid, outcome in as_completed_bounded(due, self._poll, self._concurrency):
-                now = loop.time()
-                if isinstance(outcome, ACPError):
-                    self._reschedule(sid, now, failed=True)
-                    yield RunEvent("error", sid, error=outcome)
-                    continue
-                latest, changes = self._diff(sid, outcome)
-                busy = changes or any(not run.is_terminal for run in latest.values())
-                self._reschedule(sid, now, busy=bool(busy))
-                known = self._state.servers.setdefault(sid, {})
-                for run_id, run, previous in changes:
-                    # Delivered once handed over: a state saved after this point (say by a
-                    # worker that stops here) does not report the run again on resume.
-                    known[run_id] = run
-                    if previous is None:
-                        yield RunEvent("created", sid, run=run)
-                    else:
-                        yield RunEvent("updated", sid, run=run, previous=previous)
-                self._state.servers[sid] = latest  # forget runs that left the page
-
-    async def _poll(self, sid: str) -> tuple[str, AgentRunList | ACPError]:
-        limit = self._limit
+        for sid in self._source:
+            self._schedules.setdefault(_validate.taken_server_id(sid), _Schedule())
+        # Due servers by time; a server is either here or in flight, never both.
+        queue = [(0.0, order, sid) for order, sid in enumerate(self._schedules)]
+        order = itertools.count(len(queue))  # breaks ties in the queue: first come, first polled
+        in_flight: dict[asyncio.Future[AgentRunList | ACPError], str] = {}
         try:
-            page = await self._runs.list(sid, limit=limit)
-            known = self._state.servers.get(sid)
-            # Every run of a full page is new: more may have arrived than one page holds.
-            while known is not None and self._is_gap(page, known, limit):
-                limit = min(limit * 2, self._limit * GAP_CAP)
-                page = await self._runs.list(sid, limit=limit)
+            while queue or in_flight:
+                now = loop.time()
+                while queue and queue[0][0] <= now and len(in_flight) < self._concurrency:
+                    sid = heapq.heappop(queue)[2]
+                    in_flight[asyncio.ensure_future(self._poll(sid))] = sid
+                idle = len(in_flight) >= self._concurrency or not queue
+                wake_in = None if idle else max(0.0, queue[0][0] - now)
+                if not in_flight:
+                    await asyncio.sleep(wake_in or 0.0)
+                    continue
+                # Each server on its own clock: one slow poll holds back no other server.
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=wake_in, return_when=asyncio.FIRST_COMPLETED
+                )
+                for poll in done:
+                    sid = in_flight.pop(poll)
+                    for event in self._apply(sid, poll.result(), loop.time()):
+                        yield event
+                    heapq.heappush(queue, (self._schedules[sid].due, next(order), sid))
+        finally:
+            for poll in in_flight:
+                poll.cancel()
+            # Await them, so aclose() returns with no poll running and no error unread.
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _apply(self, sid: str, outcome: AgentRunList | ACPError, now: float) -> Iterator[RunEvent]:
+        """The events of one poll; reschedules the server and updates what is known."""
+        if isinstance(outcome, ACPError):
+            self._reschedule(sid, now, failed=True)
+            yield RunEvent("error", sid, error=outcome)
+            return
+        latest, changes = self._diff(sid, outcome)
+        busy = changes or any(not run.is_terminal for run in latest.values())
+        self._reschedule(sid, now, busy=bool(busy))
+        known = self._state.servers.setdefault(sid, {})
+        for run_id, run, previous in changes:
+            # Delivered once handed over: a state saved after this point (say by a
+            # worker that stops here) does not report the run again on resume.
+            known[run_id] = run
+            if previous is None:
+                yield RunEvent("created", sid, run=run)
+            else:
+                yield RunEvent("updated", sid, run=run, previous=previous)
+        self._state.servers[sid] = latest  # forget runs that left the page
+
+    async def _poll(self, sid: str) -> AgentRunList | ACPError:
+        """One server's newest runs, or the error; an AuthenticationError ends the watch."""
+        try:
+            page = await self._runs.list(sid, limit=self._limit)
         except AuthenticationError:
-            raise  # no poll can succeed without a new token: end the watch
+            raise  # no poll can succeed without a new token
         except ACPError as exc:
-            return sid, exc
-        return sid, page
+            return exc
+        known = self._state.servers.get(sid)
+        limit = self._limit
+        # Every run of a full page is new: more may have arrived than one page holds.
+        while known is not None and self._is_gap(page, known, limit):
+            limit = min(limit * 2, self._limit * GAP_CAP)
+            try:
+                page = await self._runs.list(sid, limit=limit)
+            except AuthenticationError:
+                raise
+            except ACPError as exc:
+                # The host refuses a larger page: report what the last one showed.
+                log.info("watch: closing a gap on %s with limit=%d failed: %s", sid, limit, exc)
+                break
+        return page
 
     def _is_gap(self, page: AgentRunList, known: dict[str, AgentRun], limit: int) -> bool:
         return (

@@ -50,6 +50,18 @@ _BODY_EXCERPT = 500
 class ACPError(Exception):
     """Root of every error acp-async raises on purpose."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not pickle by default; shard workers in other
+        # processes hand errors around, so rebuild from the message and the attributes.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[ACPError], args: tuple[Any, ...], state: dict[str, Any]) -> ACPError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class APIConnectionError(ACPError):
     """The request did not produce a complete HTTP response."""

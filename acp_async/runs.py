@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from yarl import URL
@@ -36,9 +36,10 @@ class Runs:
 
     def _url(self, server_id: object, limit: object) -> URL:
         segment = _validate.path_segment(server_id)
-        url = self._client.url("servers", segment, "runtime", "agent", "runs")
         page_size = _validate.positive_int("limit", limit)
-        return url if page_size is None else url.with_query(limit=page_size)
+        # An int needs no encoding: cheaper than yarl's with_query on every request.
+        query = "" if page_size is None else f"limit={page_size}"
+        return self._client.url("servers", segment, "runtime", "agent", "runs", query=query)
 
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
         return await self._client.get(url, _parse_page)
@@ -50,32 +51,32 @@ class Runs:
 
     def pages(
         self, server_id: str, *, limit: int | None = None, max_items: int | None = None
-    ) -> AsyncIterator[AgentRunList]:
+    ) -> AsyncGenerator[AgentRunList, None]:
         """Each page as received, following same-origin ``Link: rel="next"`` headers."""
         url = self._url(server_id, limit)  # checked now, before any request
         cap = _validate.positive_int("max_items", max_items)
         return self._pages(url, cap)
 
-    async def _pages(self, url: URL, max_items: int | None) -> AsyncIterator[AgentRunList]:
+    async def _pages(self, url: URL, max_items: int | None) -> AsyncGenerator[AgentRunList, None]:
         async for page, _ in _pagination.walk(self._fetch, url, max_items):
             yield page
 
     def iter(
         self, server_id: str, *, limit: int | None = None, max_items: int | None = None
-    ) -> AsyncIterator[AgentRun]:
+    ) -> AsyncGenerator[AgentRun, None]:
         """Every run once, across pages; ``limit`` is the page size."""
         url = self._url(server_id, limit)
         cap = _validate.positive_int("max_items", max_items)
         return self._runs(url, cap)
 
-    async def _runs(self, url: URL, max_items: int | None) -> AsyncIterator[AgentRun]:
+    async def _runs(self, url: URL, max_items: int | None) -> AsyncGenerator[AgentRun, None]:
         async for _, fresh in _pagination.walk(self._fetch, url, max_items):
             for run in fresh:
                 yield run
 
     def list_many(
         self, server_ids: Iterable[str], *, limit: int | None = None, concurrency: int = 16
-    ) -> AsyncIterator[ServerRuns]:
+    ) -> AsyncGenerator[ServerRuns, None]:
         """One ``list`` per server, at most ``concurrency`` in flight, yielded as they complete.
 
         A server's failure is its ``ServerRuns.error``; it never stops the others.
@@ -84,7 +85,7 @@ class Runs:
         slots = _validate.int_at_least("concurrency", concurrency, 1)
         ids = _ids(server_ids)
         return as_completed_bounded(
-            ids, self._one_server(page_size), self._slots(slots), check=_validate.path_segment
+            ids, self._one_server(page_size), self._slots(slots), check=_validate.taken_server_id
         )
 
     def _slots(self, concurrency: int) -> int:
@@ -108,7 +109,7 @@ class Runs:
         limit: int = 50,
         concurrency: int = 16,
         state: WatchState | None = None,
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Poll ``server_ids`` and yield a ``RunEvent`` per created or updated run, or error.
 
         Runs forever; break out or cancel to stop. Pass a ``WatchState`` to resume.
@@ -145,32 +146,43 @@ class Runs:
         deadline = asyncio.get_running_loop().time() + _validate.positive_seconds(
             "timeout", timeout
         )
-        last: AgentRun | None = None
+        last: AgentRun | None = None  # the newest state seen
+        missing = False  # the last successful poll did not list the run
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
-                    last = await self._poll_run(url, run_id, last)
-                    if last is not None and last.is_terminal:
-                        return last
+                    polled = await self._poll_run(url)
+                    if polled is not None:
+                        found = next((run for run in polled.data if run.id == run_id), None)
+                        if found is None and not missing:
+                            log.warning(
+                                "wait_for: run %s is not among the newest %d runs of %s",
+                                run_id,
+                                limit,
+                                server_id,
+                            )
+                        missing = found is None
+                        last = found or last
+                        if found is not None and found.is_terminal:
+                            return found
                     await asyncio.sleep(pause)
         except TimeoutError as exc:
             if isinstance(exc, ACPError):
                 raise
-            raise _wait_timeout(server_id, run_id, last, timeout, limit) from None
+            raise _wait_timeout(
+                server_id, run_id, last, missing=missing, timeout=timeout, limit=limit
+            ) from None
 
-    async def _poll_run(self, url: URL, run_id: str, last: AgentRun | None) -> AgentRun | None:
-        """The run's current state, or ``last`` when this poll failed transiently."""
+    async def _poll_run(self, url: URL) -> AgentRunList | None:
+        """The newest runs, or None when this poll failed transiently."""
         try:
             page, _ = await self._fetch(url)
         except (APIConnectionError, APIStatusError) as exc:
             if isinstance(exc, APIStatusError) and exc.status not in RETRYABLE_STATUSES:
                 raise
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
-            return last
-        found = next((run for run in page.data if run.id == run_id), None)
-        if found is None:
-            log.warning("wait_for: run %s is not among the newest runs at %s", run_id, url)
-        return found or last
+            return None
+        return page
 
 
 def _ids(server_ids: Iterable[str]) -> Iterable[str]:
@@ -180,12 +192,15 @@ def _ids(server_ids: Iterable[str]) -> Iterable[str]:
 
 
 def _wait_timeout(
-    server_id: str, run_id: str, last: AgentRun | None, timeout: float, limit: int
+    server_id: str, run_id: str, last: AgentRun | None, *, missing: bool, timeout: float, limit: int
 ) -> WaitTimeoutError:
+    where = f"the newest {limit} runs of server {server_id!r}"
     if last is None:
+        message = f"run {run_id!r} never appeared among {where} within {timeout:g}s"
+    elif missing:
         message = (
-            f"run {run_id!r} never appeared among the newest {limit} runs of server "
-            f"{server_id!r} within {timeout:g}s"
+            f"run {run_id!r} was last seen {last.status}, then left {where}; "
+            f"gave up after {timeout:g}s (a larger limit keeps it in view)"
         )
     else:
         message = (

@@ -422,11 +422,12 @@ def _bad_calls(
     sid = fake.server_ids[0]
     runs = client.runs
     for bad, error in BAD_IDS:
+        # Ids taken from an iterable (list_many, watch) raise ValueError from the iterator.
         yield f"list id={bad!r}", lambda b=bad: runs.list(b), error
         yield f"iter id={bad!r}", lambda b=bad: _drain(runs.iter(b)), error
         yield f"pages id={bad!r}", lambda b=bad: _drain(runs.pages(b)), error
-        yield f"list_many id={bad!r}", lambda b=bad: _drain(runs.list_many([b, sid])), error
-        yield f"watch id={bad!r}", lambda b=bad: _drain(runs.watch([b, sid])), error
+        yield f"list_many id={bad!r}", lambda b=bad: _drain(runs.list_many([b, sid])), ValueError
+        yield f"watch id={bad!r}", lambda b=bad: _drain(runs.watch([b, sid])), ValueError
         yield f"wait_for id={bad!r}", lambda b=bad: runs.wait_for(b, "run-1"), error
     for bad in ("", None, 5):
         yield f"wait_for run_id={bad!r}", lambda b=bad: runs.wait_for(sid, b), ValueError

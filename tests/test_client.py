@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import logging
 import time
+import zlib
 
 import aiohttp
 import pytest
@@ -322,3 +323,230 @@ class _serve:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
+
+
+async def test_token_stays_out_of_logs_and_causes_with_a_strict_borrowed_session(
+    fake: FakeACPServer, no_backoff: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A borrowed raise_for_status session neither changes error mapping nor leaks the token."""
+    fake.fail("status", status=404, times=1)
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        async with ACPClient(fake.token, base_url=fake.base_url, session=session) as client:
+            with caplog.at_level(logging.DEBUG, logger="acp_async"):
+                with pytest.raises(NotFoundError) as info:
+                    await client.runs.list(SERVER)
+    assert len(fake.requests) == 1
+    chain = [info.value, info.value.__cause__, info.value.__context__]
+    assert all(fake.token not in repr(e) for e in chain)
+    assert fake.token not in caplog.text
+
+
+async def test_malformed_http_does_not_leak_the_token(
+    no_backoff: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unparsable HTTP answer is an APIConnectionError whose text and logs lack the token."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nonsense\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with ACPClient("sk-secret", base_url=f"http://127.0.0.1:{port}") as client:
+            with caplog.at_level(logging.DEBUG, logger="acp_async"):
+                with pytest.raises(APIConnectionError) as info:
+                    await client.runs.list(SERVER)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert "sk-secret" not in str(info.value)
+    assert "sk-secret" not in caplog.text
+
+
+async def test_error_statuses_are_logged_at_debug(
+    fake: FakeACPServer, client: ACPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4xx answer gets its DEBUG line too: status, attempt and request id."""
+    with caplog.at_level(logging.DEBUG, logger="acp_async"), pytest.raises(NotFoundError):
+        await client.runs.list("nope")
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert "-> 404 (attempt 1" in line
+    assert "request id req-" in line
+
+
+async def test_redirect_hops_share_the_attempt_timeout(
+    fake: FakeACPServer, no_backoff: None
+) -> None:
+    """Same-origin redirects do not each get a fresh timeout: the attempt is bounded as a whole."""
+    target = f"/v1/servers/{SERVER}/runtime/agent/runs"
+    fake.fail("redirect", delay=0.15, times=5, headers={"Location": target})
+    async with ACPClient(fake.token, base_url=fake.base_url, timeout=0.4, max_retries=0) as client:
+        started = time.monotonic()
+        with pytest.raises(APITimeoutError):
+            await client.runs.list(SERVER)
+    assert time.monotonic() - started < 0.7
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[::1", "mailto:x@y", "http://h:99999/x", "http://xn--xn--/x"]
+)
+async def test_unusable_location_is_a_status_error(
+    fake: FakeACPServer, client: ACPClient, location: str
+) -> None:
+    """A redirect yarl cannot parse is an APIStatusError, not a bare ValueError."""
+    fake.fail("redirect", headers={"Location": location})
+    with pytest.raises(APIStatusError, match="usable Location"):
+        await client.runs.list(SERVER)
+
+
+async def test_explicit_default_port_is_the_same_origin(no_backoff: None) -> None:
+    """`http://host:80` and `http://host` are one origin for redirects and links."""
+    from yarl import URL
+
+    from acp_async._client import same_origin
+
+    assert same_origin(URL("https://h:443/a"), URL("https://h/v1"))
+    assert not same_origin(URL("https://h:8443/a"), URL("https://h/v1"))
+    assert not same_origin(URL("http://h/a"), URL("https://h/v1"))
+
+
+async def test_bogus_retry_after_cannot_disable_the_client(
+    fake: FakeACPServer, client: ACPClient
+) -> None:
+    """A 429 asking for a trillion seconds pauses the client for at most 15 minutes."""
+    fake.fail("status", status=429, retry_after="1000000000000")
+    with pytest.raises(RateLimitError):
+        await client.runs.list(SERVER)
+    with pytest.raises(RateLimitError) as info:
+        await client.runs.list(SERVER)
+    assert info.value.retry_after is not None
+    assert info.value.retry_after <= 900
+
+
+async def test_gzip_body_is_inflated(no_backoff: None) -> None:
+    """A gzip-encoded JSON body is read like a plain one."""
+    body = gzip.compress(b'{"data": [{"id": "z"}]}')
+
+    async def handler(request: web.Request) -> web.Response:
+        assert request.headers["Accept-Encoding"] == "gzip, deflate"
+        return web.Response(
+            body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+        assert [r.id for r in (await client.runs.list(SERVER)).data] == ["z"]
+
+
+async def test_large_gzip_bomb_is_refused_without_retrying(no_backoff: None) -> None:
+    """A 200 MB bomb stops at the cap as ResponseValidationError, after one request."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\0" * (1 << 20)
+    bomb = b"".join(packer.compress(block) for _ in range(200)) + packer.flush()
+    requests = 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal requests
+        requests += 1
+        return web.Response(
+            body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url:
+        async with ACPClient("k", base_url=base_url, max_response_bytes=1 << 20) as client:
+            with pytest.raises(ResponseValidationError, match="decompressed"):
+                await client.runs.list(SERVER)
+    assert requests == 1
+
+
+@pytest.mark.parametrize(("encoding", "body"), [("br", b"xx"), ("gzip", b"not gzip at all")])
+async def test_bad_or_unknown_encoding_is_a_validation_error(
+    no_backoff: None, encoding: str, body: bytes
+) -> None:
+    """An encoding we cannot inflate, or a corrupt one, is ResponseValidationError."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": encoding})
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+        with pytest.raises(ResponseValidationError):
+            await client.runs.list(SERVER)
+
+
+async def test_token_echoed_by_the_server_is_blanked(
+    fake: FakeACPServer, client: ACPClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy that echoes the Authorization header leaks nothing into errors or logs."""
+    echo = f'{{"message": "got Bearer {fake.token}", "details": ["{fake.token}"]}}'
+    fake.fail("status", status=503, times=3, body=echo.encode())
+    with caplog.at_level(logging.DEBUG, logger="acp_async"):
+        with pytest.raises(InternalServerError) as info:
+            await client.runs.list(SERVER)
+    exc = info.value
+    assert exc.message == "got Bearer ***"
+    assert exc.details == ["***"]
+    for text in (str(exc), repr(exc), exc.body or "", caplog.text):
+        assert fake.token not in text
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://user:pw@127.0.0.1:1", "http://[::1", "http://xn--xn--/", "http://h:99999"],
+)
+def test_unusable_base_urls_fail_at_construction(base_url: str) -> None:
+    """Credentials in the URL, or a URL yarl cannot use, are a ValueError naming base_url."""
+    with pytest.raises(ValueError, match="base_url") as info:
+        ACPClient("k", base_url=base_url)
+    assert "pw" not in str(info.value)
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(b'{"data": [{"id": "a"}') + gzip.compress(b', {"id": "b"}]}')),
+        ("deflate", _deflate(b'{"data": [{"id": "a"}, {"id": "b"}]}', zlib.MAX_WBITS)),
+        ("deflate", _deflate(b'{"data": [{"id": "a"}, {"id": "b"}]}', -zlib.MAX_WBITS)),
+    ],
+    ids=["gzip-two-members", "zlib-deflate", "raw-deflate"],
+)
+async def test_every_common_compressed_form_is_read(
+    no_backoff: None, encoding: str, body: bytes
+) -> None:
+    """Multi-member gzip, zlib-wrapped and raw deflate all inflate to the whole body."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": encoding})
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+        assert [r.id for r in (await client.runs.list(SERVER)).data] == ["a", "b"]
+
+
+async def test_gzip_body_that_ends_early_says_so(no_backoff: None) -> None:
+    """A compressed body cut short is reported as such, not as bad JSON."""
+    body = gzip.compress(b'{"data": []}' + b" " * 5000)[:-12]
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+        with pytest.raises(ResponseValidationError, match="ends early"):
+            await client.runs.list(SERVER)

@@ -104,3 +104,21 @@ def test_token_is_not_in_repr() -> None:
     assert "sk-secret-token" not in repr(client)
     assert "sk-secret-token" not in repr(client.config)
     assert "sk-secret-token" not in str(client.config)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"organization_id": "org\r\nX-Evil: 1"}, ValueError),
+        ({"default_headers": {"X-A": "a\nb"}}, ValueError),
+        ({"default_headers": {"X-A": 5}}, TypeError),
+        ({"default_headers": {5: "x"}}, TypeError),
+        ({"api_key": "tok\nen"}, ValueError),
+    ],
+)
+def test_header_values_are_checked_at_construction(kwargs: dict[str, object], error: type) -> None:
+    """Newlines or non-strings in headers fail when the client is made, not on every request."""
+    kwargs.setdefault("api_key", "k")
+    with pytest.raises(error) as info:
+        ACPClient(**kwargs)  # type: ignore[arg-type]
+    assert "tok\nen" not in str(info.value)

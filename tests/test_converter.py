@@ -195,3 +195,17 @@ def test_arbitrary_json_is_a_page_or_a_validation_error(body: Any) -> None:
         return
     assert isinstance(result, AgentRunList)
     assert all(isinstance(run, AgentRun) for run in result.data)
+
+
+def test_to_json_round_trips_in_the_api_field_names() -> None:
+    """to_json gives camelCase keys and ISO times, and structures back to the same run."""
+    from acp_async import to_json
+
+    run = page(data=[FULL_RUN]).data[0]
+    as_json = to_json(run)
+    assert as_json["serverId"] == "srv-1"
+    assert as_json["status"] == "completed"
+    assert as_json["createdAt"] == "2026-11-29T06:00:00.123000Z"
+    assert "error" not in as_json  # absent stays absent
+    json.dumps(as_json)
+    assert page(data=[as_json]).data[0] == run

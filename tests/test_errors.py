@@ -56,3 +56,31 @@ def test_status_error_fields_and_message() -> None:
     assert exc.body is not None
     assert len(exc.body) == 500
     assert str(exc) == "404: no such server code=not_found request_id=req-1"
+
+
+def test_errors_pickle_with_their_fields() -> None:
+    """Errors cross process boundaries (shard workers) with every field intact."""
+    import pickle
+
+    from acp_async.models import AgentRun
+
+    status = errors.RateLimitError(
+        "slow down", status=429, code="rate", request_id="r1", retry_after=2.0, body="{}"
+    )
+    copy = pickle.loads(pickle.dumps(status))
+    assert type(copy) is errors.RateLimitError
+    assert (copy.status, copy.code, copy.request_id, copy.retry_after, str(copy)) == (
+        429,
+        "rate",
+        "r1",
+        2.0,
+        str(status),
+    )
+    wait = errors.WaitTimeoutError("late", server_id="s", run_id="r", run=AgentRun(id="r"))
+    again = pickle.loads(pickle.dumps(wait))
+    assert (again.server_id, again.run_id, again.run, str(again)) == (
+        "s",
+        "r",
+        AgentRun(id="r"),
+        "late",
+    )

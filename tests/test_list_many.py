@@ -108,11 +108,12 @@ async def test_bad_id_raises_from_the_iterator(
     fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """A bad id is checked when taken: ValueError from the iterator, nothing left running."""
-    ids = [fleet.server_ids[0], "..", fleet.server_ids[1]]
-    with pytest.raises(ValueError, match="server_id"):
-        async for _ in fleet_client.runs.list_many(ids):
-            pass
-    await assert_no_leftovers(fleet_client)
+    for bad in ("..", 42, None):
+        ids = [fleet.server_ids[0], bad, fleet.server_ids[1]]
+        with pytest.raises(ValueError, match="server"):
+            async for _ in fleet_client.runs.list_many(ids):  # type: ignore[arg-type]
+                pass
+        await assert_no_leftovers(fleet_client)
 
 
 @pytest.mark.parametrize(

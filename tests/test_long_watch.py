@@ -133,11 +133,11 @@ async def _long_watch() -> dict[str, int]:
                     if cycle >= WARM_UP and (cycle + 1) % SAMPLE_EVERY == 0:
                         gc.collect()
                         sizes.append(tracemalloc.get_traced_memory()[0] - baseline)
-                # Let pending faults be consumed, then check nothing more is reported.
+                # Let pending faults surface, then check nothing more is reported. (Counted on
+                # the client: whether aiohttp re-sends after a drop varies, so a drop takes one
+                # or two server hits.)
                 async with asyncio.timeout(15):
-                    while (
-                        hits_seen + sum(r.fault is not None for r in fake.requests) < hits_expected
-                    ):
+                    while kinds["error"] < injected:
                         check(await anext(feed))
                 changes = kinds["created"] + kinds["updated"]
                 await asyncio.sleep(0.05)
@@ -155,7 +155,7 @@ async def _long_watch() -> dict[str, int]:
     mutations = CYCLES - len(range(0, WARM_UP, 4))
     assert kinds["updated"] == mutations
     assert kinds["created"] == 12 + len(range(0, WARM_UP, 4))
-    assert hits_seen == hits_expected
+    assert injected <= hits_seen <= hits_expected
     # Each injected fault surfaced as exactly one error event (a drop as one, too).
     assert kinds["error"] == injected
     return {

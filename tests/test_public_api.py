@@ -34,6 +34,7 @@ def test_top_level_exports_are_pinned() -> None:
         "WatchState",
         "__version__",
         "shard",
+        "to_json",
     )
     for name in acp_async.__all__:
         assert hasattr(acp_async, name), name

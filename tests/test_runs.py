@@ -208,3 +208,66 @@ def test_run_values_compare_by_content() -> None:
     """Two runs with the same fields are equal (watch diffing relies on it)."""
     assert AgentRun(id="a", title="t") == AgentRun(id="a", title="t")
     assert AgentRun(id="a", title="t") != AgentRun(id="a", title="u")
+
+
+async def test_empty_pages_with_fresh_links_end(no_backoff: None) -> None:
+    """Empty pages that keep linking to new URLs end the iteration instead of spinning."""
+    calls = []
+
+    def answer(request: web.Request) -> tuple[dict[str, Any], str | None]:
+        cursor = int(request.query.get("cursor", "0"))
+        calls.append(cursor)
+        return {"data": []}, f"?cursor={cursor + 1}"
+
+    async with scripted(answer) as base, ACPClient("k", base_url=base) as client:
+        pages = [p async for p in client.runs.pages(SERVER, max_items=10)]
+        ids = [run async for run in client.runs.iter(SERVER)]
+    assert pages == [AgentRunList()]
+    assert ids == []
+    assert calls == [0, 0]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "<http://[::1>; rel=next",
+        "<mailto:x@y>; rel=next",
+        "<http://h:99999/x>; rel=next",
+        "<http://xn--xn--/x>; rel=next",
+    ],
+)
+async def test_unparsable_link_header_ends_paging(link: str, no_backoff: None) -> None:
+    """A Link header yarl cannot parse is no next page, not a bare ValueError."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "a"}]}, headers={"Link": link})
+
+    app = web.Application()
+    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with ACPClient("k", base_url=f"http://{host}:{port}") as client:
+            ids = [run.id async for run in client.runs.iter(SERVER)]
+            assert len((await client.runs.list(SERVER)).data) == 1
+    finally:
+        await runner.cleanup()
+    assert ids == ["a"]
+
+
+async def test_runs_without_ids_do_not_keep_paging(no_backoff: None) -> None:
+    """A page of id-less runs shows no progress: its next link is not followed."""
+    calls = []
+
+    def answer(request: web.Request) -> tuple[dict[str, Any], str | None]:
+        cursor = int(request.query.get("cursor", "0"))
+        calls.append(cursor)
+        return {"data": [{"title": f"t{cursor}"}]}, f"?cursor={cursor + 1}"
+
+    async with scripted(answer) as base, ACPClient("k", base_url=base) as client:
+        titles = [run.title async for run in client.runs.iter(SERVER)]
+    assert titles == ["t0"]
+    assert calls == [0]

@@ -50,7 +50,13 @@ def test_growing_moves_about_one_in_n(count: int) -> None:
 
 @pytest.mark.parametrize(
     ("index", "count", "error"),
-    [(0, 0, ValueError), (2, 2, ValueError), (-1, 2, ValueError), (0, 1.5, TypeError)],
+    [
+        (0, 0, ValueError),
+        (2, 2, ValueError),
+        (-1, 2, ValueError),
+        (0, 1.5, TypeError),
+        (0, 50_000_000, ValueError),
+    ],
 )
 def test_bad_arguments(index: int, count: int, error: type) -> None:
     """Index and count are checked when shard is called."""

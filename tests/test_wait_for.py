@@ -60,7 +60,27 @@ async def test_absent_run_is_reported_clearly(
     with pytest.raises(WaitTimeoutError, match="never appeared") as info:
         await client.runs.wait_for(SERVER, "run-ghost", interval=0.01, timeout=0.15)
     assert info.value.run is None
-    assert any("run-ghost" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # said once, not on every poll
+    assert "run-ghost" in warnings[0].getMessage()
+
+
+async def test_run_that_leaves_the_page_is_reported(fake: FakeACPServer, client: ACPClient) -> None:
+    """A run pushed out of the newest `limit` runs is not reported as still running."""
+    run = fake.add_run(SERVER, status="running")
+
+    async def bury() -> None:
+        await asyncio.sleep(0.05)
+        fake.set_run(SERVER, run["id"], status="completed")
+        for _ in range(3):
+            fake.add_run(SERVER)
+
+    burier = asyncio.create_task(bury())
+    with pytest.raises(WaitTimeoutError, match="left the newest 2 runs") as info:
+        await client.runs.wait_for(SERVER, run["id"], interval=0.01, timeout=0.3, limit=2)
+    await burier
+    assert info.value.run is not None
+    assert info.value.run.status is RunStatus.RUNNING
 
 
 async def test_timeout_bounds_a_slow_request(no_backoff: None) -> None:

@@ -219,3 +219,65 @@ def test_state_from_bad_data_is_a_validation_error() -> None:
         WatchState.from_dict([1, 2])
     with pytest.raises(ResponseValidationError):
         WatchState.from_dict({"srv": [{"id": 5}]})
+
+
+async def test_a_slow_server_does_not_hold_back_the_others(no_backoff: None) -> None:
+    """While one poll hangs on a slow server, the others keep their own interval."""
+    async with FakeACPServer(servers=0) as fake:
+        for sid in ("fast", "slow"):
+            fake.add_server(sid)
+            fake.add_run(sid, status="running")
+        fake.fail("latency", delay=1.0, server_id="slow", times=10)
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            stream = client.runs.watch(["fast", "slow"], interval=0.05)
+            async with aclosing(stream):
+                await take(stream, 1)  # fast's first poll
+                with pytest.raises(TimeoutError):
+                    await take(stream, 2, timeout=0.8)
+        polls = Counter(r.server_id for r in fake.requests)
+    assert polls["fast"] >= 8
+    assert polls["slow"] == 1
+
+
+async def test_gap_closing_refused_by_the_host_still_reports(no_backoff: None) -> None:
+    """If the host refuses a larger page, the runs of the last good page are still reported."""
+    async with FakeACPServer(servers=1, runs_per_server=2) as fake:
+        sid = fake.server_ids[0]
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch([sid], interval=INTERVAL, limit=400)
+            async with aclosing(stream):
+                await take(stream, 2)
+                burst = [fake.add_run(sid)["id"] for _ in range(850)]
+                events = await take(stream, 800)
+        limits = [r.query.get("limit") for r in fake.requests]
+    assert {e.kind for e in events} == {"created"}
+    assert [e.run.id for e in events if e.run] == burst[-800:]
+    assert "1600" in limits  # refused by the fake (limit <= 1000), then reported anyway
+
+
+async def test_aclose_returns_with_nothing_in_flight(no_backoff: None) -> None:
+    """aclose() after a yielded event cancels and awaits the polls still in flight."""
+    async with FakeACPServer(servers=0) as fake:
+        for sid in ("fast", "slow-1", "slow-2"):
+            fake.add_server(sid)
+            fake.add_run(sid)
+        for sid in ("slow-1", "slow-2"):
+            fake.fail("latency", delay=5.0, server_id=sid)
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            stream = client.runs.watch(["fast", "slow-1", "slow-2"], interval=INTERVAL)
+            event = await anext(stream)
+            assert event.server_id == "fast"
+            assert fake.in_flight == 2
+            await stream.aclose()
+            # No turn of the loop given: aclose itself did the cleanup.
+            tasks = [
+                t
+                for t in asyncio.all_tasks()
+                if t is not asyncio.current_task()
+                and not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
+            ]
+            assert tasks == []
+            session = client._session
+            assert session is not None
+            assert session.connector is not None
+            assert not session.connector._acquired  # type: ignore[attr-defined]

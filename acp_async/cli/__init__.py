@@ -1,0 +1,9 @@
+"""The ``acp-async`` command line: ``runs list|poll|watch``, ``fake-server`` and ``demo``.
+
+It lives apart from the library: ``import acp_async`` never imports it, and only the
+human output needs the optional ``rich`` (``pip install 'acp-async[cli]'``).
+"""
+
+from ._app import main
+
+__all__ = ("main",)

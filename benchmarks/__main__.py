@@ -1,0 +1,79 @@
+"""``python -m benchmarks``: run every scenario and write ``benchmarks/RESULTS.md``.
+
+``--smoke`` runs each scenario at a tiny size (the test suite does this, so the harness
+never rots); its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import converter_scenarios, http_bench, report, watch_scenario
+
+FULL = {
+    "requests": 2000,
+    "servers": 1000,
+    "concurrency": 50,
+    "reps": 7,
+    "pages": 5000,  # 100,000 runs
+    "rounds": 5,
+    "memory_pages": 500,  # 10,000 runs
+    "fleets": [100, 1000, 10000],
+    "polls": 4,
+}
+SMOKE = {
+    "requests": 24,
+    "servers": 12,
+    "concurrency": 4,
+    "reps": 1,
+    "pages": 4,
+    "rounds": 2,
+    "memory_pages": 2,
+    "fleets": [5, 10],
+    "polls": 2,
+}
+
+
+def run(sizes: dict[str, object], out: Path | None) -> dict[str, object]:
+    started = time.perf_counter()
+    results: dict[str, object] = {"sizes": sizes}
+    s = sizes
+    print("HTTP scenarios ...", file=sys.stderr)
+    results["http"] = http_bench.measure(
+        requests=s["requests"],  # type: ignore[arg-type]
+        servers=s["servers"],  # type: ignore[arg-type]
+        concurrency=s["concurrency"],  # type: ignore[arg-type]
+        reps=s["reps"],  # type: ignore[arg-type]
+    )
+    print("converter scenarios ...", file=sys.stderr)
+    results["converter"] = converter_scenarios.throughput(s["pages"], s["rounds"])  # type: ignore[arg-type]
+    results["memory"] = converter_scenarios.memory(s["memory_pages"])  # type: ignore[arg-type]
+    print("watch scenario ...", file=sys.stderr)
+    results["watch"] = watch_scenario.measure(s["fleets"], s["polls"])  # type: ignore[arg-type]
+    results["seconds"] = time.perf_counter() - started
+    text = report.markdown(results)
+    if out is not None:
+        out.write_text(text)
+    print(text)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not numbers")
+    parser.add_argument("--reps", type=int, help="HTTP repetitions (default 7)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="Markdown file"
+    )
+    args = parser.parse_args()
+    sizes = dict(SMOKE if args.smoke else FULL)
+    if args.reps:
+        sizes["reps"] = args.reps
+    run(sizes, None if args.smoke else args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Turn the measurements into the Markdown table of ``RESULTS.md``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .stats import fmt, fmt_spread, verdict
+
+_PACKAGES = (
+    "acp-async", "aiohttp", "attrs", "cattrs", "orjson", "uvloop", "httpx", "pydantic",
+    "msgspec", "computer-agents",
+)  # fmt: skip
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    versions = []
+    for name in _PACKAGES:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return (
+        f"{_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}\n\n" + ", ".join(versions)
+    )
+
+
+def _ratios(num: list[float], den: list[float]) -> list[float]:
+    return [a / b for a, b in zip(num, den, strict=False)]
+
+
+def _med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    http, sizes = results["http"], results["sizes"]
+    rates: dict[str, list[float]] = http["rates"]
+    cpu: dict[str, list[float]] = http["server_cpu"]
+    names = {
+        "a": "a. aiohttp `read()` (transport limit)",
+        "b": "b. aiohttp + `json.loads` (dicts)",
+        "c": "c. **acp_async `list_many`** (typed runs)",
+        "d": "d. httpx.AsyncClient + pydantic v2",
+        "e_seq": "e. computer-agents (official), sequential",
+        "e_pool": f"e. computer-agents (official), {sizes['concurrency']} threads",
+    }
+    lines = [
+        "# acp-async benchmarks",
+        "",
+        f"Machine: {machine()}",
+        "",
+        f"Written by `make bench` in {results['seconds']:.0f} s. Load server: "
+        f"{'uvloop' if http['uvloop'] else 'asyncio'}, own process, "
+        f"{'pinned to its own core' if http['pinned'] else 'not pinned'}.",
+        "",
+        f"## Reading runs over HTTP: {sizes['requests']:,} GETs across {sizes['servers']:,} "
+        f"server ids, concurrency {sizes['concurrency']}, {sizes['reps']} repetitions",
+        "",
+        "Each page holds 20 runs in `data` and the same 20 in `runs` (34 KB). "
+        "Requests per second, median (min - max); ours / theirs is the median of "
+        "per-repetition ratios (> 1: we are faster).",
+        "",
+        "| scenario | requests/s | acp_async / this | server CPU share |",
+        "|---|---|---|---|",
+    ]
+    for key, values in rates.items():
+        ratio = fmt_spread(_ratios(rates["c"], values)) if "c" in rates else "-"
+        share = f"{_med(cpu[key]):.0%}" if cpu.get(key) else "n/a"
+        lines.append(f"| {names[key]} | {fmt_spread(values)} | {ratio} | {share} |")
+    conv, mem = results["converter"], results["memory"]
+    ours = "acp_async (cattrs)"
+    lines += [
+        "",
+        f"## Converter: {sizes['pages'] * 20:,} runs in pages of 20 ({sizes['rounds']} rounds)",
+        "",
+        "Runs per second, median (min - max) of rounds. Bytes per run: what the structured "
+        "runs keep alive (object, strings, datetimes, the `metadata` dict), measured with "
+        "tracemalloc over "
+        f"{sizes['memory_pages'] * 20:,} runs decoded from bytes.",
+        "",
+        "| library | decode + structure from bytes | acp_async / this "
+        "| structure from decoded dicts | acp_async / this | bytes per run |",
+        "|---|---|---|---|---|---|",
+        f"| decoded dict only | | | | | {fmt(mem['decoded dict'])} |",
+    ]
+    for name in conv["bytes"]:
+        by, di = conv["bytes"][name], conv["dict"][name]
+        lines.append(
+            f"| {name} | {fmt_spread(by)} | {fmt_spread(_ratios(conv['bytes'][ours], by))} "
+            f"| {fmt_spread(di)} | {fmt_spread(_ratios(conv['dict'][ours], di))} "
+            f"| {fmt(mem[name])} |"
+        )
+    watch = results["watch"]
+    lines += [
+        "",
+        "## Watch: cost per server as the fleet grows (5 runs per server, one changing "
+        "per poll; CPU: median of 3 alternating repetitions)",
+        "",
+        "| servers | CPU per server and poll | bytes held per server |",
+        "|---|---|---|",
+    ]
+    for size, row in watch.items():
+        lines.append(
+            f"| {size:,} | {row['cpu_us_per_server_poll']:.1f} us "
+            f"| {fmt(row['bytes_per_server'])} |"
+        )
+    lines += ["", "## Targets", "", "| target | measured | |", "|---|---|---|"]
+    lines += _targets(results)
+    lines += ["", _NOTES]
+    return "\n".join(lines)
+
+
+_NOTES = """## How each scenario reads a page
+
+- Every HTTP scenario gets a warm pool first (one untimed batch), then times the same
+  GETs; the scenarios alternate within each repetition, in a rotating order.
+- (a), (b): one `aiohttp.ClientSession`, 50 workers pulling ids from one iterator.
+- (c): `ACPClient(...).runs.list_many(ids, limit=20, concurrency=50)`, orjson installed
+  (the `speed` extra): typed, validated runs with `data` and `runs` merged by id.
+- (d): `httpx.AsyncClient` + `Page.model_validate_json(response.content)`, pydantic v2
+  models with camelCase aliases, `strict=True`, open enums as `Enum | str`; like an SDK
+  generated from the spec, it validates both `data` and `runs`.
+- (e): the official SDK as documented: `ComputerAgentsClient(api_key=..., base_url=...)`
+  (it appends `/v1`) and `client.resources.list_runtime_agent_runs(server_id, limit=20)`,
+  its method for this endpoint, returning dicts. In the thread pool each worker thread
+  has its own client: one client shared by 50 threads fails here with httpcore's
+  "Bad file descriptor".
+- Converter: ours is `_converter.structure(_json.loads(body), AgentRunList)`, the path
+  `list` takes; the hand-written constructor (benchmarks only) makes the same checks;
+  msgspec keeps `status` and `mode` as `str` (it cannot express "enum member, else the
+  str"); pydantic structures dicts in lax mode (strict mode refuses ISO strings there).
+- Memory per run counts everything the structured run keeps alive: the object, its
+  strings, datetimes and its `metadata` dict (ours keeps the decoded dict itself, no
+  copy), against the decoded run dict with the same contents.
+- Watch: the real `Watcher` over a stand-in for `client.runs` that structures a fresh
+  page per poll, so the numbers are the watch's own cost (schedules, fan-out, diffing,
+  state); HTTP is measured above.
+"""
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    rates = results["http"]["rates"]
+    rows = []
+
+    def row(label: str, value: float, ok: bool) -> None:
+        rows.append(f"| {label} | {value:.3g} | {verdict(ok)} |")
+
+    if "c" in rates and "b" in rates:
+        value = _med(_ratios(rates["c"], rates["b"]))
+        row("(c) / (b) >= 1.0", value, value >= 1.0)
+    if "d" in rates:
+        value = _med(_ratios(rates["c"], rates["d"]))
+        row("(c) / (d) >= 5", value, value >= 5)
+    if "e_seq" in rates:
+        value = _med(_ratios(rates["c"], rates["e_seq"]))
+        row("(c) / (e, sequential) >= 2", value, value >= 2)
+    conv, mem = results["converter"]["bytes"], results["memory"]
+    ours = "acp_async (cattrs)"
+    if "pydantic v2" in conv:
+        value = _med(_ratios(conv[ours], conv["pydantic v2"]))
+        row("bytes -> runs: acp_async / pydantic `validate_json` >= 1.2", value, value >= 1.2)
+    if "msgspec" in conv:
+        value = _med(_ratios(conv["msgspec"], conv[ours]))
+        row("bytes -> runs: msgspec / acp_async <= 2.5", value, value <= 2.5)
+        value = mem[ours] / mem["msgspec"]
+        row("memory per run: acp_async / msgspec <= 1.10", value, value <= 1.10)
+    value = mem[ours] / mem["decoded dict"]
+    row("memory per run: acp_async / decoded dict <= 0.75", value, value <= 0.75)
+    watch = results["watch"]
+    for key, label in (("cpu_us_per_server_poll", "CPU"), ("bytes_per_server", "memory")):
+        values = [row_[key] for row_ in watch.values()]
+        value = max(values) / min(values)
+        row(f"watch: {label} per server, largest / smallest fleet <= 1.2", value, value <= 1.2)
+    return rows

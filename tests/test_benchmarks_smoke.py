@@ -1,0 +1,28 @@
+"""The benchmark harness runs end to end at tiny sizes, so it never rots (no timings asserted)."""
+
+from __future__ import annotations
+
+from benchmarks import __main__ as bench
+from benchmarks import converter_scenarios, http_bench, report, watch_scenario
+
+
+def test_every_scenario_runs_at_tiny_sizes() -> None:
+    """HTTP, converter and watch scenarios all run, and the report renders."""
+    results = bench.run(dict(bench.SMOKE), None)
+    rates = results["http"]["rates"]  # type: ignore[index]
+    assert {"a", "b", "c"} <= set(rates)
+    assert all(len(values) == 1 and values[0] > 0 for values in rates.values())
+    memory = results["memory"]  # type: ignore[index]
+    assert {"decoded dict", "acp_async (cattrs)", "hand-written constructor"} <= set(memory)
+    assert set(results["watch"]) == {5, 10}  # type: ignore[arg-type]
+    text = report.markdown(results)
+    assert "## Targets" in text
+
+
+def test_our_scenarios_need_no_optional_library() -> None:
+    """(a), (b), (c), our converter, the hand-written one and watch need only dev extras."""
+    http = http_bench.measure(requests=8, servers=4, concurrency=2, reps=1, keys=["a", "b", "c"])
+    assert set(http["rates"]) == {"a", "b", "c"}
+    conv = converter_scenarios.throughput(pages=2, rounds=1)
+    assert {"acp_async (cattrs)", "hand-written constructor"} <= set(conv["bytes"])
+    assert watch_scenario.measure([3], polls=2)[3]["bytes_per_server"] > 0
