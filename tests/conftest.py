@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
+from aiohttp import web
 
 from acp_async import ACPClient
 from acp_async.testing import FakeACPServer, instant_backoff
+
+RUNS_ROUTE = "/v1/servers/{id}/runtime/agent/runs"
+
+
+@asynccontextmanager
+async def serve_runs(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A bare loopback server answering the runs endpoint with ``handler``: for responses
+    the fake server does not make. Yields its base URL."""
+    app = web.Application()
+    app.router.add_get(RUNS_ROUTE, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def _our_tasks() -> list[asyncio.Task[object]]:

@@ -25,6 +25,8 @@ from acp_async import (
 )
 from acp_async.testing import FakeACPServer
 
+from .conftest import serve_runs
+
 SERVER = "srv-0001"
 
 
@@ -204,9 +206,7 @@ async def test_gzip_bomb_is_capped_while_reading(no_backoff: None) -> None:
             body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
         )
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    async with _serve(app) as base_url:
+    async with serve_runs(handler) as base_url:
         async with ACPClient("k", base_url=base_url, max_response_bytes=1_000_000) as client:
             with pytest.raises(ResponseValidationError, match="max_response_bytes"):
                 await client.runs.list(SERVER)
@@ -306,23 +306,6 @@ async def test_logging_has_request_line_but_never_the_token(
     assert "retrying GET" in retries[0].getMessage()
     text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert fake.token not in text
-
-
-class _serve:
-    """A bare aiohttp app on 127.0.0.1, for responses the fake server does not make."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._runner = web.AppRunner(app)
-
-    async def __aenter__(self) -> str:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
 
 
 async def test_token_stays_out_of_logs_and_causes_with_a_strict_borrowed_session(
@@ -438,9 +421,7 @@ async def test_gzip_body_is_inflated(no_backoff: None) -> None:
             body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
         )
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+    async with serve_runs(handler) as base_url, ACPClient("k", base_url=base_url) as client:
         assert [r.id for r in (await client.runs.list(SERVER)).data] == ["z"]
 
 
@@ -458,9 +439,7 @@ async def test_large_gzip_bomb_is_refused_without_retrying(no_backoff: None) -> 
             body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
         )
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    async with _serve(app) as base_url:
+    async with serve_runs(handler) as base_url:
         async with ACPClient("k", base_url=base_url, max_response_bytes=1 << 20) as client:
             with pytest.raises(ResponseValidationError, match="decompressed"):
                 await client.runs.list(SERVER)
@@ -476,9 +455,7 @@ async def test_bad_or_unknown_encoding_is_a_validation_error(
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Encoding": encoding})
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+    async with serve_runs(handler) as base_url, ACPClient("k", base_url=base_url) as client:
         with pytest.raises(ResponseValidationError):
             await client.runs.list(SERVER)
 
@@ -532,9 +509,7 @@ async def test_every_common_compressed_form_is_read(
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Encoding": encoding})
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+    async with serve_runs(handler) as base_url, ACPClient("k", base_url=base_url) as client:
         assert [r.id for r in (await client.runs.list(SERVER)).data] == ["a", "b"]
 
 
@@ -545,8 +520,6 @@ async def test_gzip_body_that_ends_early_says_so(no_backoff: None) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Encoding": "gzip"})
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    async with _serve(app) as base_url, ACPClient("k", base_url=base_url) as client:
+    async with serve_runs(handler) as base_url, ACPClient("k", base_url=base_url) as client:
         with pytest.raises(ResponseValidationError, match="ends early"):
             await client.runs.list(SERVER)

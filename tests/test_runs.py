@@ -13,6 +13,8 @@ from aiohttp import web
 from acp_async import ACPClient, AgentRun, AgentRunList
 from acp_async.testing import FakeACPServer
 
+from .conftest import serve_runs
+
 SERVER = "srv-0001"
 
 
@@ -88,17 +90,8 @@ async def scripted(
         headers = {"Link": f'<{link}>; rel="next"'} if link else {}
         return web.Response(text=json.dumps(body), content_type="application/json", headers=headers)
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_runs(handler) as base_url:
+        yield base_url
 
 
 def runs(*ids: str) -> dict[str, Any]:
@@ -242,19 +235,9 @@ async def test_unparsable_link_header_ends_paging(link: str, no_backoff: None) -
     async def handler(request: web.Request) -> web.Response:
         return web.json_response({"data": [{"id": "a"}]}, headers={"Link": link})
 
-    app = web.Application()
-    app.router.add_get("/v1/servers/{id}/runtime/agent/runs", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with ACPClient("k", base_url=f"http://{host}:{port}") as client:
-            ids = [run.id async for run in client.runs.iter(SERVER)]
-            assert len((await client.runs.list(SERVER)).data) == 1
-    finally:
-        await runner.cleanup()
+    async with serve_runs(handler) as base, ACPClient("k", base_url=base) as client:
+        ids = [run.id async for run in client.runs.iter(SERVER)]
+        assert len((await client.runs.list(SERVER)).data) == 1
     assert ids == ["a"]
 
 
