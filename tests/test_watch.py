@@ -281,3 +281,13 @@ async def test_aclose_returns_with_nothing_in_flight(no_backoff: None) -> None:
             assert session is not None
             assert session.connector is not None
             assert not session.connector._acquired  # type: ignore[attr-defined]
+
+
+async def test_polls_in_flight_are_bounded_by_concurrency(no_backoff: None) -> None:
+    """The server never sees more than `concurrency` watch polls at once, and does see that many."""
+    async with FakeACPServer(servers=20, runs_per_server=1, latency=0.02) as fake:
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            stream = client.runs.watch(fake.server_ids, interval=INTERVAL, concurrency=3)
+            async with aclosing(stream):
+                await take(stream, 20)
+    assert fake.max_in_flight == 3
