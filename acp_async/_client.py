@@ -50,7 +50,6 @@ class Reply:
     """A 2xx answer, decoded; ``next_url`` is a same-origin ``Link: rel="next"``, if any."""
 
     value: Any
-    url: URL
     next_url: URL | None
 
 
@@ -301,7 +300,7 @@ class ACPClient:
                 f"GET {response.url}: response is not valid JSON ({kind}, {len(body)} bytes): "
                 f"{type(exc).__name__}"
             ) from None
-        return Reply(value, response.url, self._next_link(response))
+        return Reply(value, self._next_link(response))
 
     def _next_link(self, response: aiohttp.ClientResponse) -> URL | None:
         if "Link" not in response.headers:

@@ -19,6 +19,7 @@ from ..models import ServerRuns
 from ._fake import churn
 from ._human import event_line, progress, status_summary, statuses_of, stdout_console
 from ._report import error_line
+from ._runs import collect
 
 # The demo's fake: slow and flaky enough that the progress bar and the retries show.
 DEMO_LATENCY = 0.1
@@ -63,16 +64,10 @@ async def _fan_out(client: ACPClient, fake: FakeACPServer) -> dict[str, ServerRu
         f"\n[bold]1. fan-out[/]  client.runs.list_many({len(ids)} servers, "
         f"concurrency={DEMO_CONCURRENCY})"
     )
-    outcomes: dict[str, ServerRuns] = {}
     started = time.monotonic()
     stream = client.runs.list_many(ids, concurrency=DEMO_CONCURRENCY)
     with progress(len(ids), "reading servers") as advance:
-        async with contextlib.aclosing(stream):
-            async for outcome in stream:
-                outcomes[outcome.server_id] = outcome
-                advance(outcome.error is not None)
-                if outcome.error is not None:
-                    error_line(outcome.server_id, outcome.error)
+        outcomes = await collect(stream, advance)
     elapsed = time.monotonic() - started
     counts: Counter[str] = sum((statuses_of(o.result) for o in outcomes.values()), Counter())
     failed = sum(1 for o in outcomes.values() if o.error is not None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 from .. import _converter
 from .._client import ACPClient
@@ -51,17 +51,11 @@ async def poll(
 ) -> int:
     """Every server once, at most ``concurrency`` at a time; 1 when any server failed."""
     started = time.monotonic()
-    outcomes: dict[str, ServerRuns] = {}
     stream = client.runs.list_many(server_ids, limit=limit, concurrency=concurrency)
     with _progress(len(server_ids), "polling servers") as advance:
-        async with contextlib.aclosing(stream):
-            async for outcome in stream:
-                outcomes[outcome.server_id] = outcome
-                advance(outcome.error is not None)
-                if outcome.error is not None:
-                    error_line(outcome.server_id, outcome.error)
-                if as_json:
-                    emit(_server_json(outcome))
+        outcomes = await collect(
+            stream, advance, (lambda outcome: emit(_server_json(outcome))) if as_json else None
+        )
     failed = sum(1 for o in outcomes.values() if o.error is not None)
     if not as_json:
         from ._human import poll_table, stdout_console  # noqa: PLC0415 - rich is optional
@@ -70,6 +64,24 @@ async def poll(
         elapsed = time.monotonic() - started
         note(f"polled {len(server_ids)} servers in {elapsed:.1f}s, {failed} failed")
     return 1 if failed else 0
+
+
+async def collect(
+    stream: AsyncGenerator[ServerRuns, None],
+    advance: Callable[[bool], None],
+    each: Callable[[ServerRuns], None] | None = None,
+) -> dict[str, ServerRuns]:
+    """A fan-out's outcomes by server, advancing the bar and reporting each failure."""
+    outcomes: dict[str, ServerRuns] = {}
+    async with contextlib.aclosing(stream):
+        async for outcome in stream:
+            outcomes[outcome.server_id] = outcome
+            advance(outcome.error is not None)
+            if outcome.error is not None:
+                error_line(outcome.server_id, outcome.error)
+            if each is not None:
+                each(outcome)
+    return outcomes
 
 
 def _server_json(outcome: ServerRuns) -> dict[str, object]:
