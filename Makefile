@@ -11,13 +11,13 @@ LATEST_PY := $(LATEST)/bin/python
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-dev.txt -e '.[dev,speed,cli]'
+	$(PY) -m pip install -q -c constraints-dev.txt -e '.[dev,speed,cli,metrics]'
 	touch $@
 
 $(LATEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST_PY) -m pip install -q --upgrade pip
-	$(LATEST_PY) -m pip install -q --upgrade -e '.[dev,speed,cli]' aiohttp
+	$(LATEST_PY) -m pip install -q --upgrade -e '.[dev,speed,cli,metrics]' aiohttp
 	touch $@
 
 lint: $(VENV)/.installed
