@@ -1,0 +1,233 @@
+"""Metrics against what happened: the fake's record of requests, the events yielded.
+
+The CLI test scrapes ``/metrics`` over real HTTP from ``acp-async runs watch
+--metrics-port 0`` (a subprocess) and parses it with ``prometheus_client.parser``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterable
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from acp_async import (
+    ACPClient,
+    APIConnectionError,
+    APITimeoutError,
+    NotFoundError,
+    ResponseValidationError,
+)
+from acp_async.metrics import PrometheusMetrics
+from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def outcome_of(request: RecordedRequest) -> str:
+    """The outcome the client should have counted for a request the fake answered."""
+    assert request.status is not None, request
+    if request.fault == "malformed":
+        return "invalid"
+    return f"{request.status // 100}xx"
+
+
+def answered(requests: Iterable[RecordedRequest]) -> collections.Counter[str]:
+    return collections.Counter(outcome_of(r) for r in requests if r.finished is not None)
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    return {
+        dict(labels)[label]: value
+        for (sample, labels), value in samples.items()
+        if sample == name and value
+    }
+
+
+def registry_samples(registry: CollectorRegistry) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+    }
+
+
+# -- in process ------------------------------------------------------------------------------
+
+
+async def test_requests_by_outcome_add_up_to_what_the_fake_answered() -> None:
+    """503, 429, a redirect hop, a malformed 200 and a 404: each request counted once by
+    outcome, the retries by reason, the 429 cool-down in seconds, nothing left in flight."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with FakeACPServer(servers=3, runs_per_server=2) as fake:
+        a, b, c = fake.server_ids
+        runs_url = f"{fake.base_url}/v1/servers/{a}/runtime/agent/runs"
+        fake.fail("status", status=503, server_id=a)
+        fake.fail("redirect", status=302, server_id=a, headers={"Location": runs_url})
+        fake.fail("status", status=429, retry_after="0.2", server_id=b)
+        fake.fail("malformed", server_id=c)
+        with instant_backoff():
+            async with ACPClient(fake.token, base_url=fake.base_url, metrics=metrics) as client:
+                await client.runs.list(a)
+                await client.runs.list(b)
+                with pytest.raises(ResponseValidationError):
+                    await client.runs.list(c)
+                fake.fail("status", status=404, server_id=c)
+                with pytest.raises(NotFoundError):
+                    await client.runs.list(c)
+        requests = fake.requests
+    samples = registry_samples(registry)
+    expected = answered(requests)
+    assert expected == {"2xx": 2, "3xx": 1, "4xx": 2, "5xx": 1, "invalid": 1}
+    assert by_label(samples, "acp_requests_total", "outcome") == expected
+    assert samples[("acp_request_duration_seconds_count", ())] == len(requests)
+    assert samples[("acp_in_flight_requests", ())] == 0
+    assert sum(by_label(samples, "acp_retries_total", "reason").values()) == 2
+    assert 0 < samples[("acp_rate_limited_seconds_total", ())] <= 0.25
+
+
+async def test_timeouts_and_connection_errors_are_outcomes_too() -> None:
+    """A request slower than the timeout counts as timeout; a dropped one as connection."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with FakeACPServer(servers=1) as fake:
+        sid = fake.server_ids[0]
+        fake.fail("latency", delay=5.0)
+        async with ACPClient(
+            fake.token, base_url=fake.base_url, timeout=0.2, max_retries=0, metrics=metrics
+        ) as client:
+            with pytest.raises(APITimeoutError):
+                await client.runs.list(sid)
+            fake.fail("drop", times=2)  # aiohttp resends once by itself, unseen by the client
+            with pytest.raises(APIConnectionError):
+                await client.runs.list(sid)
+    samples = registry_samples(registry)
+    assert by_label(samples, "acp_requests_total", "outcome") == {"timeout": 1, "connection": 1}
+    assert samples[("acp_in_flight_requests", ())] == 0
+    assert samples[("acp_request_duration_seconds_count", ())] == 2
+
+
+# -- the command line, scraped over HTTP -------------------------------------------------------
+
+
+async def _lines(stream: asyncio.StreamReader, into: list[str]) -> None:
+    while line := await stream.readline():
+        into.append(line.decode())
+
+
+async def _until(check: object, what: str, timeout: float = 30.0) -> None:
+    """Wait (bounded) until ``check()`` is true; the loop turns meanwhile."""
+    assert callable(check)
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.02)
+    assert check(), what
+
+
+async def test_runs_watch_serves_metrics_that_match_the_fake_and_the_events() -> None:
+    """`runs watch --metrics-port 0` under faults: a scrape over HTTP shows the requests by
+    outcome the fake answered, the one request per server it holds as in flight, the
+    retries, the 429 cool-down, and the events by kind the watch printed."""
+    async with FakeACPServer(servers=3, runs_per_server=3) as fake:
+        a, b, c = fake.server_ids
+        fake.fail("status", status=503, server_id=a)
+        fake.fail("status", status=429, retry_after="0.3", server_id=b)
+        fake.fail("malformed", server_id=b)  # b's retry: invalid, an error event
+        fake.fail("status", status=500, times=3, server_id=c)  # c's first poll fails
+        env = {**os.environ, "ACP_API_KEY": fake.token, "ACP_BASE_URL": fake.base_url}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "acp_async",
+            "runs",
+            "watch",
+            a,
+            b,
+            c,
+            "--json",
+            "--interval",
+            "0.1",
+            "--metrics-port",
+            "0",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        out: list[str] = []
+        err: list[str] = []
+        readers = [
+            asyncio.create_task(_lines(process.stdout, out)),
+            asyncio.create_task(_lines(process.stderr, err)),
+        ]
+        try:
+            await _until(lambda: any("serving metrics at" in line for line in err), "no URL")
+            url = next(line for line in err if "serving metrics at" in line).split()[-1]
+            assert url.startswith("http://127.0.0.1:")
+            assert url.endswith("/metrics")
+
+            def kinds() -> collections.Counter[str]:
+                return collections.Counter(json.loads(line)["kind"] for line in out)
+
+            # Every server's runs seen, and c's and b's failed polls reported.
+            await _until(lambda: kinds()["created"] == 9 and kinds()["error"] >= 2, "events")
+            fake.advance(steps=1)  # unfinished runs move on: updated events
+            await _until(lambda: kinds()["updated"] > 0, "no updated event")
+            # Hold every later request: each server ends with one request in flight.
+            fake.fail("latency", delay=600.0, times=1_000_000)
+            await _until(
+                lambda: sum(r.finished is None for r in fake.requests) == 3, "not all held"
+            )
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                assert response.status == 200
+                samples = parse(await response.text())
+            requests = fake.requests
+            # The events the engine counted are all printed by now (bounded wait).
+            counted = by_label(samples, "acp_watch_events_total", "kind")
+            await _until(lambda: kinds() == counted, f"printed {kinds()} != counted {counted}")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 30)
+            await asyncio.gather(*readers)
+    assert code == 0, "".join(err)
+    expected = answered(requests)
+    assert expected["5xx"] == 4
+    assert expected["4xx"] == 1
+    assert expected["invalid"] == 1
+    assert by_label(samples, "acp_requests_total", "outcome") == expected
+    assert samples[("acp_in_flight_requests", ())] == 3
+    assert samples[("acp_request_duration_seconds_count", ())] == sum(expected.values())
+    retries = by_label(samples, "acp_retries_total", "reason")
+    assert sum(retries.values()) == 1 + 1 + 2  # a's 503, b's 429, c's two 500s
+    assert 0 < samples[("acp_rate_limited_seconds_total", ())] <= 0.35
+    events = kinds()
+    assert counted == {kind: n for kind, n in events.items() if n}
+    assert events["created"] == 9
+    assert events["error"] == 2
+    polls = by_label(samples, "acp_watch_polls_total", "result")
+    assert polls["error"] == events["error"]
+    assert polls["ok"] == expected["2xx"]  # one 200 per good poll (no gap to close here)
+    assert samples[("acp_watch_poll_delay_seconds_count", ())] == sum(polls.values())
+    # No label anywhere holds a server id or a run id.
+    ids = {a, b, c} | {json.loads(line).get("run", {}).get("id") for line in out}
+    assert (
+        not {value for labels in (dict(k[1]) for k in samples) for value in labels.values()} & ids
+    )
