@@ -16,14 +16,17 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._client import ACPClient
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, _from_env
 from .._version import __version__
-from . import _fake, _runs
+from . import _fake, _metrics, _runs
 from ._fleet import UsageError, checked, parse_shard, server_ids
 from ._report import PROG, warn
+
+if TYPE_CHECKING:  # the metrics extra is imported only for --metrics-port
+    from ..metrics import PrometheusMetrics
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
@@ -171,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_seconds, default=5.0, metavar="S", help="seconds between polls (5)"
     )
     watch.add_argument("--limit", type=_count, default=50, metavar="N", help="runs per poll (50)")
+    _metrics.add_options(watch, _port)
     watch.set_defaults(handler=_watch)
 
     fake = commands.add_parser(
@@ -246,19 +250,24 @@ def _poll(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    client = _client(args)
+    metrics = _metrics.observer(args)
+    client = _client(args, metrics=metrics)
     ids = _fleet(args)
     if not ids:
         return OK
     return _run(
-        lambda: _with(
-            client,
-            _runs.watch,
-            ids,
-            interval=args.interval,
-            limit=args.limit,
-            concurrency=args.concurrency,
-            as_json=args.json,
+        lambda: _metrics.serve_while(
+            metrics,
+            args,
+            lambda: _with(
+                client,
+                _runs.watch,
+                ids,
+                interval=args.interval,
+                limit=args.limit,
+                concurrency=args.concurrency,
+                as_json=args.json,
+            ),
         ),
         on_signal=OK,
     )
@@ -287,7 +296,7 @@ def _need_rich(what: str, otherwise: str = "") -> None:
         ) from None
 
 
-def _client(args: argparse.Namespace) -> ACPClient:
+def _client(args: argparse.Namespace, metrics: PrometheusMetrics | None = None) -> ACPClient:
     """The client from the environment and --base-url; anything missing is a usage error."""
     if not args.json:
         _need_rich("the table output", " (or use --json)")
@@ -302,7 +311,9 @@ def _client(args: argparse.Namespace) -> ACPClient:
         log.setLevel(logging.INFO if args.verbose == 1 else logging.DEBUG)
         log.addHandler(handler)
     try:
-        return ACPClient(base_url=args.base_url, max_connections=max(100, _concurrency(args)))
+        return ACPClient(
+            base_url=args.base_url, max_connections=max(100, _concurrency(args)), metrics=metrics
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
