@@ -53,6 +53,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed benchmarks/requirements.txt
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.metrics_cost   # its own section of RESULTS.md: metrics on vs off
 
 clean:
 	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache

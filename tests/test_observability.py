@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -122,6 +123,63 @@ async def test_timeouts_and_connection_errors_are_outcomes_too() -> None:
     assert by_label(samples, "acp_requests_total", "outcome") == {"timeout": 1, "connection": 1}
     assert samples[("acp_in_flight_requests", ())] == 0
     assert samples[("acp_request_duration_seconds_count", ())] == 2
+
+
+async def test_watch_counts_its_polls_and_events() -> None:
+    """One good poll and one failed one (after two retries): polls, events and the
+    poll-delay histogram count exactly those."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    seen: collections.Counter[str] = collections.Counter()
+    async with FakeACPServer(servers=2, runs_per_server=2) as fake:
+        a, b = fake.server_ids
+        fake.fail("status", status=500, times=3, server_id=b)
+        with instant_backoff():
+            async with ACPClient(fake.token, base_url=fake.base_url, metrics=metrics) as client:
+                # A long interval: after the first round nothing is due during the test.
+                stream = client.runs.watch([a, b], interval=60.0)
+                async with contextlib.aclosing(stream):
+                    async for event in stream:
+                        seen[event.kind] += 1
+                        if seen == {"created": 2, "error": 1}:
+                            break
+        requests = fake.requests
+    samples = registry_samples(registry)
+    assert answered(requests) == {"2xx": 1, "5xx": 3}
+    assert by_label(samples, "acp_watch_events_total", "kind") == seen
+    assert by_label(samples, "acp_watch_polls_total", "result") == {"ok": 1, "error": 1}
+    assert samples[("acp_watch_poll_delay_seconds_count", ())] == 2
+    assert by_label(samples, "acp_retries_total", "reason") == {"500": 2}
+
+
+async def test_a_poll_held_back_by_the_concurrency_bound_shows_as_late() -> None:
+    """One slot, and server a answers after 0.5 s: b's second poll falls due while a's
+    second poll holds the slot, so it starts about 0.5 s late and lands above 0.25 s."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+
+    def polls() -> float:
+        return registry.get_sample_value("acp_watch_poll_delay_seconds_count") or 0.0
+
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        a, b = fake.server_ids
+        fake.fail("latency", delay=0.5, server_id=a, times=100)
+        with instant_backoff():  # exact intervals: a due at 0.55, b just after, a first
+            async with ACPClient(fake.token, base_url=fake.base_url, metrics=metrics) as client:
+
+                async def consume() -> None:
+                    async for _ in client.runs.watch([a, b], interval=0.05, concurrency=1):
+                        pass
+
+                watching = asyncio.create_task(consume())
+                await _until(lambda: polls() >= 4, "four polls")
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+    samples = registry_samples(registry)
+    on_time = samples[("acp_watch_poll_delay_seconds_bucket", (("le", "0.25"),))]
+    assert samples[("acp_watch_poll_delay_seconds_count", ())] - on_time >= 1
+    assert samples[("acp_watch_poll_delay_seconds_sum", ())] >= 0.25
 
 
 # -- the command line, scraped over HTTP -------------------------------------------------------
