@@ -251,10 +251,13 @@ async def test_runs_watch_serves_metrics_that_match_the_fake_and_the_events() ->
             await _until(lambda: kinds()["created"] == 9 and kinds()["error"] >= 2, "events")
             fake.advance(steps=1)  # unfinished runs move on: updated events
             await _until(lambda: kinds()["updated"] > 0, "no updated event")
-            # Hold every later request: each server ends with one request in flight.
+            # Hold every later request. A server sends one request at a time, so once each
+            # has one held, the client has handled everything before: the counts are still.
+            held_from = len(fake.requests)
             fake.fail("latency", delay=600.0, times=1_000_000)
             await _until(
-                lambda: sum(r.finished is None for r in fake.requests) == 3, "not all held"
+                lambda: {r.server_id for r in fake.requests[held_from:]} == {a, b, c},
+                "not every server held",
             )
             async with aiohttp.ClientSession() as session, session.get(url) as response:
                 assert response.status == 200
@@ -265,6 +268,8 @@ async def test_runs_watch_serves_metrics_that_match_the_fake_and_the_events() ->
             code = await asyncio.wait_for(process.wait(), 30)
             await asyncio.gather(*readers)
     assert code == 0, "".join(err)
+    assert len(requests) == held_from + 3
+    assert all(r.finished is not None for r in requests[:held_from])
     expected = answered(requests)
     assert expected["5xx"] == 4
     assert expected["4xx"] == 1
