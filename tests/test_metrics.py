@@ -231,15 +231,14 @@ async def test_serve_while_runs_the_command_and_reports_a_busy_port(
         ran.append(True)
         return 0
 
-    metrics = PrometheusMetrics(CollectorRegistry())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        assert await _metrics.serve_while(metrics, _args(busy), command) == 1
+        assert await _metrics.serve_while(_args(busy), command) == 1
     assert not ran
     assert f"cannot serve metrics on 127.0.0.1:{busy}" in capsys.readouterr().err
-    assert await _metrics.serve_while(metrics, _args(0), command) == 0
+    assert await _metrics.serve_while(_args(0), command) == 0
     assert ran == [True]
     assert "serving metrics at http://127.0.0.1:" in capsys.readouterr().err
 
@@ -252,7 +251,7 @@ async def test_serve_while_without_metrics_serves_nothing(
     async def command() -> int:
         return 7
 
-    assert await _metrics.serve_while(None, _args(0), command) == 7
+    assert await _metrics.serve_while(argparse.Namespace(), command) == 7
     assert capsys.readouterr().err == ""
 
 
@@ -261,7 +260,21 @@ def test_observer_is_none_without_the_flag_and_explains_a_missing_extra(
 ) -> None:
     """No flag, no metrics; the flag without the extra is a usage error naming it."""
     assert _metrics.observer(argparse.Namespace(metrics_port=None)) is None
+    assert _metrics.observer(argparse.Namespace()) is None  # a command without the option
     assert isinstance(_metrics.observer(_args(0)), PrometheusMetrics)
     monkeypatch.setitem(sys.modules, "acp_async.metrics", None)
     with pytest.raises(UsageError, match=r"pip install 'acp-async\[metrics\]'"):
         _metrics.observer(_args(0))
+
+
+def test_the_port_must_be_a_port_number(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--metrics-port` takes 0..65535; anything else is a usage error (exit 2)."""
+    from acp_async.cli._app import build_parser
+
+    for bad in ("-1", "70000", "http"):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(["runs", "watch", "srv", "--metrics-port", bad])
+        assert exit_.value.code == 2
+        assert "expected a port number" in capsys.readouterr().err
+    args = build_parser().parse_args(["runs", "watch", "srv", "--metrics-port", "0"])
+    assert (args.metrics_port, args.metrics_host) == (0, "127.0.0.1")

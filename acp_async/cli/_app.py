@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_seconds, default=5.0, metavar="S", help="seconds between polls (5)"
     )
     watch.add_argument("--limit", type=_count, default=50, metavar="N", help="runs per poll (50)")
-    _metrics.add_options(watch, _port)
+    _metrics.add_options(watch)
     watch.set_defaults(handler=_watch)
 
     fake = commands.add_parser(
@@ -250,14 +250,12 @@ def _poll(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    metrics = _metrics.observer(args)
-    client = _client(args, metrics=metrics)
+    client = _client(args, metrics=_metrics.observer(args))
     ids = _fleet(args)
     if not ids:
         return OK
     return _run(
         lambda: _metrics.serve_while(
-            metrics,
             args,
             lambda: _with(
                 client,

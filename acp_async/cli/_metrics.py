@@ -1,9 +1,10 @@
 """``--metrics-port``: serve ``/metrics`` from inside the command's own event loop.
 
 Long-running commands (``runs watch``, ``fleet worker``) call ``add_options`` on their
-parser, ``observer`` for the ``PrometheusMetrics`` to hand the client (None without the
-flag), and ``serve_while`` around their coroutine. One aiohttp site in the same loop: no
-thread, and nothing left listening once the command ends.
+parser, hand ``observer(args)`` to the client (and the fleet): None without the flag, else
+a ``PrometheusMetrics`` on prometheus_client's global registry, so every call shares the
+same series; and run their coroutine in ``serve_while``. One aiohttp site in the same
+loop: no thread, and nothing left listening once the command ends.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ if TYPE_CHECKING:  # the extra is imported only when --metrics-port is given
 
     from ..metrics import PrometheusMetrics
 
-__all__ = ("add_options", "observer", "serve_while", "serving")
+__all__ = ("add_options", "observer", "port_number", "serve_while", "serving")
 
 DEFAULT_HOST = "127.0.0.1"
 
 
-def add_options(parser: argparse.ArgumentParser, port: Callable[[str], int]) -> None:
-    """``--metrics-port P`` and ``--metrics-host H``; ``port`` parses a port number."""
+def port_number(text: str) -> int:
+    if not text.isdecimal() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0: any free one), got {text!r}")
+    return int(text)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port P`` and ``--metrics-host H``."""
     parser.add_argument(
         "--metrics-port",
-        type=port,
+        type=port_number,
         metavar="P",
         help="serve Prometheus metrics at http://HOST:P/metrics (0: any free port)",
     )
@@ -45,8 +52,9 @@ def add_options(parser: argparse.ArgumentParser, port: Callable[[str], int]) -> 
 
 
 def observer(args: argparse.Namespace) -> PrometheusMetrics | None:
-    """The metrics to count into when ``--metrics-port`` is given (the global registry)."""
-    if args.metrics_port is None:
+    """The metrics to count into when ``--metrics-port`` is given (the global registry);
+    None for a command without the option too."""
+    if getattr(args, "metrics_port", None) is None:
         return None
     try:
         from ..metrics import PrometheusMetrics  # noqa: PLC0415 - the optional extra
@@ -79,16 +87,13 @@ async def serving(registry: CollectorRegistry, host: str, port: int) -> AsyncIte
         await runner.cleanup()
 
 
-async def serve_while(
-    metrics: PrometheusMetrics | None,
-    args: argparse.Namespace,
-    command: Callable[[], Awaitable[int]],
-) -> int:
-    """Run ``command()``, serving ``metrics`` meanwhile when there are any.
+async def serve_while(args: argparse.Namespace, command: Callable[[], Awaitable[int]]) -> int:
+    """Run ``command()``, serving ``/metrics`` meanwhile when ``--metrics-port`` was given.
 
-    An address in use ends the command with exit code 1 before it starts, as
-    ``fake-server`` does.
+    An address that cannot be bound ends the command with exit code 1 before it starts,
+    as ``fake-server`` does.
     """
+    metrics = observer(args)
     if metrics is None:
         return await command()
     host, port = args.metrics_host, args.metrics_port
