@@ -14,7 +14,13 @@ from collections.abc import Iterable
 from typing import Literal
 
 import attrs
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+except ImportError as exc:  # say which extra brings it
+    raise ImportError(
+        "acp_async.metrics needs the 'metrics' extra: pip install 'acp-async[metrics]'"
+    ) from exc
 
 from ._observe import Observer, RequestOutcome
 

@@ -278,3 +278,16 @@ def test_the_port_must_be_a_port_number(capsys: pytest.CaptureFixture[str]) -> N
         assert "expected a port number" in capsys.readouterr().err
     args = build_parser().parse_args(["runs", "watch", "srv", "--metrics-port", "0"])
     assert (args.metrics_port, args.metrics_host) == (0, "127.0.0.1")
+
+
+def test_without_the_extra_the_import_error_names_it() -> None:
+    """No prometheus_client: importing acp_async.metrics says which extra to install."""
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None\n"
+        "try:\n    import acp_async.metrics\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert "pip install 'acp-async[metrics]'" in out.stdout
