@@ -3,10 +3,11 @@
 ``python -m benchmarks.metrics_cost`` (run by ``make bench`` after the main scenarios)
 measures side by side in one process, against the load server in its own process:
 
-- end to end: two warm clients, ``metrics=None`` and a ``PrometheusMetrics``, run
-  batches of ``list_many`` GETs in turns (the order swaps every pair); this process's CPU
-  time (``time.process_time``: the load server is not in it) per request, and the median
-  of per-pair ratios with a bootstrap interval;
+- end to end: three warm clients, ``metrics=None``, a ``PrometheusMetrics``, and one
+  whose request hooks run ten times (the cost magnified above the noise), run batches of
+  ``list_many`` GETs in turns (the order rotates); this process's CPU time
+  (``time.process_time``: the load server is not in it) per request, and the median of
+  per-round ratios with a bootstrap interval;
 - the hooks alone: what one request's hooks (``request_started`` + ``request_finished``)
   and one watch poll's (``watch_polled`` + one ``watch_event``) cost, no-op ``Observer``
   vs ``PrometheusMetrics``, over many calls.
@@ -31,7 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from acp_async import ACPClient
-from acp_async._observe import Observer
+from acp_async._observe import Observer, RequestOutcome
 from acp_async.metrics import PrometheusMetrics
 
 from .server import LoadServer
@@ -41,10 +42,12 @@ GOAL = 0.03  # at most 3% of a request's CPU
 START = "<!-- metrics-cost: written by python -m benchmarks.metrics_cost -->"
 END = "<!-- /metrics-cost -->"
 TOKEN = "bench-token"
-# 40 pairs of 500-request batches: short batches side by side, so a busy neighbour on a
-# shared machine slows both halves of a pair instead of one mode.
-FULL = {"requests": 500, "servers": 500, "concurrency": 50, "pairs": 40, "calls": 200_000}
-SMOKE = {"requests": 24, "servers": 12, "concurrency": 4, "pairs": 2, "calls": 1000}
+MODES = ("off", "on", "x10")
+AMPLIFY = 10
+# 40 rounds of 500-request batches: short batches side by side, so a busy neighbour on a
+# shared machine slows every mode of a round instead of one.
+FULL = {"requests": 500, "servers": 500, "concurrency": 50, "rounds": 40, "calls": 200_000}
+SMOKE = {"requests": 24, "servers": 12, "concurrency": 4, "rounds": 3, "calls": 1000}
 
 
 def _ids(requests: int, servers: int) -> list[str]:
@@ -60,39 +63,56 @@ async def _fan_out(client: ACPClient, ids: Sequence[str], concurrency: int) -> i
     return done
 
 
-async def _pairs(
-    base_url: str, ids: Sequence[str], warm: Sequence[str], concurrency: int, pairs: int
+class _Amplified(Observer):
+    """Every request hook of ``metrics`` called ``AMPLIFY`` times: ten times the cost of
+    counting, so the end-to-end difference stands out of a noisy machine's spread."""
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self._metrics = metrics
+
+    def request_started(self) -> None:
+        for _ in range(AMPLIFY):
+            self._metrics.request_started()
+
+    def request_finished(self, outcome: RequestOutcome, seconds: float) -> None:
+        for _ in range(AMPLIFY):
+            self._metrics.request_finished(outcome, seconds)
+
+
+async def _rounds(
+    base_url: str, ids: Sequence[str], warm: Sequence[str], concurrency: int, rounds: int
 ) -> dict[str, list[float]]:
-    """CPU seconds per request, per batch: two warm clients (off, on) take turns, batch
-    after batch, so the machine's drift hits both alike (the order swaps every pair)."""
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
-    clients = {
-        "off": ACPClient(TOKEN, base_url=base_url, max_connections=100),
-        # A fresh registry: the cost of counting, not of whatever else is registered.
-        "on": ACPClient(
-            TOKEN,
-            base_url=base_url,
-            max_connections=100,
-            metrics=PrometheusMetrics(CollectorRegistry()),
-        ),
+    """CPU seconds per request, per batch: three warm clients (off, on, on x10) take turns,
+    batch after batch, so the machine's drift hits all alike (the order rotates)."""
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+    # Fresh registries: the cost of counting, not of whatever else is registered.
+    observers: dict[str, Observer | None] = {
+        "off": None,
+        "on": PrometheusMetrics(CollectorRegistry()),
+        "x10": _Amplified(PrometheusMetrics(CollectorRegistry())),
     }
-    async with clients["off"], clients["on"]:
+    clients = {
+        mode: ACPClient(TOKEN, base_url=base_url, max_connections=100, metrics=observer)
+        for mode, observer in observers.items()
+    }
+    async with clients["off"], clients["on"], clients["x10"]:
         for client in clients.values():
             await _fan_out(client, warm, concurrency)
-        for pair in range(pairs):
-            for mode in ("off", "on") if pair % 2 == 0 else ("on", "off"):
+        for round_ in range(rounds):
+            shift = round_ % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
                 started = time.process_time()
                 done = await _fan_out(clients[mode], ids, concurrency)
                 cpu[mode].append((time.process_time() - started) / done)
     return cpu
 
 
-def end_to_end(*, requests: int, servers: int, concurrency: int, pairs: int) -> dict[str, Any]:
-    """Per mode ("off", "on"): CPU seconds per request, one value per batch."""
+def end_to_end(*, requests: int, servers: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Per mode: CPU seconds per request, one value per batch."""
     ids = _ids(requests, servers)
     warm = _ids(concurrency, servers)
     with LoadServer() as server, asyncio.Runner() as runner:
-        cpu = runner.run(_pairs(server.base_url, ids, warm, concurrency, pairs))
+        cpu = runner.run(_rounds(server.base_url, ids, warm, concurrency, rounds))
         pinned = server.pinned
     return {"cpu": cpu, "pinned": pinned}
 
@@ -126,7 +146,7 @@ def measure(sizes: dict[str, int]) -> dict[str, Any]:
         requests=sizes["requests"],
         servers=sizes["servers"],
         concurrency=sizes["concurrency"],
-        pairs=sizes["pairs"],
+        rounds=sizes["rounds"],
     )
     results["hooks"] = hooks(sizes["calls"])
     results["sizes"] = sizes
@@ -151,44 +171,56 @@ def _end_to_end_verdict(low: float, high: float) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     sizes, cpu, hook = results["sizes"], results["cpu"], results["hooks"]
-    off, on = cpu["off"], cpu["on"]
-    # Batches ran in pairs (off/on adjacent): the median of per-pair ratios.
-    overhead = [b / a - 1 for a, b in zip(off, on, strict=True)]
-    per_request_off = statistics.median(off)
-    low, high = median_interval(overhead)
+    off, on, x10 = cpu["off"], cpu["on"], cpu["x10"]
+    # The modes of a round ran next to each other: ratios within a round, then the median.
+    direct = [b / a - 1 for a, b in zip(off, on, strict=True)]
+    amplified = [(c / a - 1) / AMPLIFY for a, c in zip(off, x10, strict=True)]
+    rows = []
+    for label, values in (
+        ("on / off - 1", direct),
+        (f"(on x{AMPLIFY} / off - 1) / {AMPLIFY}", amplified),
+    ):
+        low, high = median_interval(values)
+        rows.append(
+            f"| end to end: {label} | {_pct(statistics.median(values))} "
+            f"[{_pct(low)} - {_pct(high)}] ({_pct(min(values))} - {_pct(max(values))}) "
+            f"| {_end_to_end_verdict(low, high)} |"
+        )
     hook_cost = hook["on"]["request"] - hook["off"]["request"]
-    hook_share = hook_cost / per_request_off
-    us = [v * 1e6 for v in off], [v * 1e6 for v in on]
+    hook_share = hook_cost / statistics.median(off)
     lines = [
         START,
         "## Metrics: CPU per request with `PrometheusMetrics` on vs off",
         "",
-        f"{sizes['pairs']} pairs of batches of {sizes['requests']:,} GETs (`list_many`, "
-        f"concurrency {sizes['concurrency']}): two warm clients, one without metrics and one "
-        "with a `PrometheusMetrics`, take turns (the order swaps every pair). This process's "
-        "CPU time per request (the load server runs in its own"
-        f"{' pinned' if results['pinned'] else ''} process), median (min - max) of batches.",
+        f"{sizes['rounds']} rounds of batches of {sizes['requests']:,} GETs (`list_many`, "
+        f"concurrency {sizes['concurrency']}): three warm clients take turns in a rotating "
+        f"order, one without metrics, one with a `PrometheusMetrics`, and one whose observer "
+        f"calls every request hook of a `PrometheusMetrics` {AMPLIFY} times (the cost of "
+        "counting, magnified to stand out of the noise). This process's CPU time per request "
+        f"(the load server runs in its own{' pinned' if results['pinned'] else ''} process), "
+        "median (min - max) of batches.",
         "",
         "| metrics | client CPU per request |",
         "|---|---|",
-        f"| off (`metrics=None`) | {fmt_spread(us[0])} us |",
-        f"| on (`PrometheusMetrics`) | {fmt_spread(us[1])} us |",
+        f"| off (`metrics=None`) | {fmt_spread([v * 1e6 for v in off])} us |",
+        f"| on (`PrometheusMetrics`) | {fmt_spread([v * 1e6 for v in on])} us |",
+        f"| on, every request hook x{AMPLIFY} | {fmt_spread([v * 1e6 for v in x10])} us |",
         "",
-        "| measure | value | goal <= 3% |",
+        "Cost of counting as a share of a request's CPU: the median of per-round ratios "
+        "[95% bootstrap interval] (min - max).",
+        "",
+        "| measure | share | goal <= 3% |",
         "|---|---|---|",
-        f"| end to end: on / off - 1, median of per-pair ratios [95% interval] (min - max) | "
-        f"{_pct(statistics.median(overhead))} [{_pct(low)} - {_pct(high)}] "
-        f"({_pct(min(overhead))} - {_pct(max(overhead))}) | {_end_to_end_verdict(low, high)} |",
-        f"| the hooks alone: {fmt(hook_cost * 1e6)} us per request, share of a request's CPU |"
-        f" {_pct(hook_share)} | {verdict(hook_share <= GOAL)} |",
+        *rows,
+        f"| the hooks alone: {fmt(hook_cost * 1e6)} us per request over the median off "
+        f"request | {_pct(hook_share)} | {verdict(hook_share <= GOAL)} |",
         "",
         f"Hooks per call, best of 5 x {sizes['calls']:,}: a request (`request_started` + "
         f"`request_finished`) {fmt(hook['off']['request'] * 1e9)} ns with the no-op "
         f"`Observer`, {fmt(hook['on']['request'] * 1e9)} ns with `PrometheusMetrics`; a watch "
         f"poll (`watch_polled` + one `watch_event`) {fmt(hook['off']['poll'] * 1e9)} ns vs "
         f"{fmt(hook['on']['poll'] * 1e9)} ns. Batches of one mode differ by up to "
-        f"{_pct(max(off) / min(off) - 1)} (off) here, a shared machine: the end-to-end ratio "
-        "shows the order of magnitude, the hooks alone the cost itself.",
+        f"{_pct(max(off) / min(off) - 1)} (off) on this shared machine.",
         END,
     ]
     return "\n".join(lines) + "\n"
@@ -213,14 +245,14 @@ def write_section(path: Path, section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metrics_cost")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not numbers")
-    parser.add_argument("--pairs", type=int, help=f"off/on batch pairs ({FULL['pairs']})")
+    parser.add_argument("--rounds", type=int, help=f"rounds of batches ({FULL['rounds']})")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="Markdown file"
     )
     args = parser.parse_args()
     sizes = dict(SMOKE if args.smoke else FULL)
-    if args.pairs:
-        sizes["pairs"] = args.pairs
+    if args.rounds:
+        sizes["rounds"] = args.rounds
     print("metrics cost ...", file=sys.stderr)
     section = markdown(measure(sizes))
     if not args.smoke:

@@ -8,11 +8,13 @@ from benchmarks import metrics_cost
 
 
 def test_the_scenario_runs_and_renders() -> None:
-    """Both modes measure every pair, the hooks are timed, and the section renders."""
+    """Every mode measures every round, the hooks are timed, and the section renders."""
     results = metrics_cost.measure(dict(metrics_cost.SMOKE))
-    pairs = metrics_cost.SMOKE["pairs"]
-    assert len(results["cpu"]["off"]) == len(results["cpu"]["on"]) == pairs
-    assert all(value > 0 for value in results["cpu"]["off"] + results["cpu"]["on"])
+    rounds = metrics_cost.SMOKE["rounds"]
+    assert {mode: len(values) for mode, values in results["cpu"].items()} == dict.fromkeys(
+        metrics_cost.MODES, rounds
+    )
+    assert all(value > 0 for values in results["cpu"].values() for value in values)
     assert set(results["hooks"]) == {"off", "on"}
     text = metrics_cost.markdown(results)
     assert text.startswith(metrics_cost.START)
