@@ -10,8 +10,10 @@ import pytest
 from rich.console import Console
 
 from acp_async import AgentRun, AgentRunList, RunEvent, ServerRuns
-from acp_async.cli._fleet import UsageError, parse_shard, read_ids, server_ids
+from acp_async.cli._parser import UsageError
+from acp_async.cli._servers import parse_shard, read_ids, server_ids
 from acp_async.cli._human import event_line, poll_table, runs_table
+from acp_async.cli import _report
 from acp_async.cli._report import clean, describe, error_json, event_json, page_json, redact
 from acp_async.errors import (
     APIConnectionError,
@@ -60,15 +62,37 @@ def test_describe_a_status_error_in_one_line() -> None:
 
 
 def test_describe_the_other_errors() -> None:
-    """Timeouts, connection failures and bad bodies say which they are."""
-    assert describe(APITimeoutError("GET u timed out")).startswith("timed out: ")
-    assert describe(APIConnectionError("GET u failed")).startswith("connection failed: ")
-    assert describe(ResponseValidationError("$.data: x")).startswith("bad response: ")
+    """Timeouts, connection failures and bad bodies say which they are, and the URL once."""
+    url = "http://h:1/v1/servers/s/runtime/agent/runs"
+    assert describe(APITimeoutError(f"GET {url} timed out after 2s")) == (
+        f"timed out after 2s ({url})"
+    )
+    assert describe(APIConnectionError(f"GET {url} failed")).startswith("connection failed: ")
+    assert describe(ResponseValidationError("$.data: x")) == "bad response: $.data: x"
 
 
-def test_redact_hides_the_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+REFUSED = (
+    "ClientConnectorError: Cannot connect to host h:1 ssl:default "
+    "[Connect call failed ('127.0.0.1', 1)]"
+)
+
+
+def test_a_connection_error_is_said_once_without_aiohttp_internals() -> None:
+    """No aiohttp class name, no `ssl:default`, no repeated address: the reason and the URL."""
+    url = "http://h:1/v1/servers/s/runtime/agent/runs"
+    expected = f"connection failed: connect call failed ({url})"
+    assert describe(APIConnectionError(f"GET {url} failed: {REFUSED}")) == expected
+    with_url = APIConnectionError(REFUSED)  # errors that carry `.url` (issue 11)
+    with_url.url = url  # type: ignore[attr-defined]
+    assert describe(with_url) == expected
+    reset = APIConnectionError("ServerDisconnectedError: Server disconnected")
+    assert describe(reset) == "connection failed: server disconnected"
+
+
+def test_redact_hides_the_clients_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """Should the token ever reach a message, the line shows *** instead."""
-    monkeypatch.setenv("COMPUTER_AGENTS_API_KEY", "tok-123456")
+    monkeypatch.setattr(_report, "_SECRETS", set())
+    _report.hide("tok-123456")
     assert redact("Bearer tok-123456 leaked") == "Bearer *** leaked"
 
 

@@ -6,12 +6,8 @@ import argparse
 import sys
 from collections.abc import Iterable, Sequence
 
-from .. import _validate
-from .._shard import shard
-
-
-class UsageError(Exception):
-    """A mistake on the command line or in its input: exit 2, one line, no traceback."""
+from .. import _validate, shard
+from ._parser import UsageError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -72,6 +68,6 @@ def checked(server_id: str, where: str) -> str:
     """The id, once the SDK's own rule (one path segment, not '.' or '..') accepts it."""
     try:
         _validate.path_segment(server_id)
-    except ValueError:
-        raise UsageError(f"bad server id {server_id!r} in {where}") from None
+    except ValueError as exc:
+        raise UsageError(f"bad server id {server_id!r} in {where}: {exc}") from None
     return server_id
