@@ -10,11 +10,11 @@ import pytest
 from rich.console import Console
 
 from acp_async import AgentRun, AgentRunList, RunEvent, ServerRuns
-from acp_async.cli._parser import UsageError
-from acp_async.cli._servers import parse_shard, read_ids, server_ids
-from acp_async.cli._human import event_line, poll_table, runs_table
 from acp_async.cli import _report
+from acp_async.cli._human import event_line, poll_table, runs_table
+from acp_async.cli._parser import UsageError
 from acp_async.cli._report import clean, describe, error_json, event_json, page_json, redact
+from acp_async.cli._servers import parse_shard, read_ids, server_ids
 from acp_async.errors import (
     APIConnectionError,
     APITimeoutError,

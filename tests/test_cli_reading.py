@@ -182,7 +182,17 @@ def _options(parser: object) -> set[str]:
 def test_readme_usage_summary_names_every_option() -> None:
     """Each usage line of the README's Command line section shows every option of its command."""
     section = _readme_section("## Command line")
-    usage = [line.strip() for line in section.splitlines() if line.startswith("    acp-async ")]
+    usage: list[str] = []
+    continued = False
+    for line in section.splitlines():
+        if line.startswith("    acp-async "):
+            usage.append(line.strip())
+        elif continued and line.startswith("     "):  # the line above, continued
+            usage[-1] += " " + line.strip()
+        else:
+            continued = False
+            continue
+        continued = True
     parser = build_parser()
     globals_ = _options(parser) - {"--version"}
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
