@@ -135,7 +135,7 @@ def _client(args: argparse.Namespace) -> ACPClient:
             warnings.warn_explicit(
                 message.message, message.category, message.filename, message.lineno
             )
-    hide(client.config.api_key)
+    hide(client.config.api_key, client.config.runtime_token)
     return client
 
 

@@ -33,8 +33,10 @@ EXIT_CODES = (
 )
 # Documentation only: the client itself resolves the environment (see ACPClient).
 ENVIRONMENT = (
-    "The API key comes from ACP_API_KEY or COMPUTER_AGENTS_API_KEY (never from an option); "
-    "the base URL from --base-url, ACP_BASE_URL or COMPUTER_AGENTS_BASE_URL."
+    "The API key comes from ACP_API_KEY or COMPUTER_AGENTS_API_KEY (never from an option), "
+    "or, inside an ACP resource, the runtime token from COMPUTER_AGENTS_RUNTIME_TOKEN; the "
+    "base URL from --base-url, ACP_BASE_URL, COMPUTER_AGENTS_BASE_URL or "
+    "COMPUTER_AGENTS_API_URL (with a runtime token, COMPUTER_AGENTS_PLATFORM_API_URL too)."
 )
 
 
@@ -126,7 +128,7 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=argparse.SUPPRESS,
         help="API base URL (default: $ACP_BASE_URL, $COMPUTER_AGENTS_BASE_URL, "
-        "https://api.computer-agents.com)",
+        "$COMPUTER_AGENTS_API_URL, https://api.computer-agents.com)",
     )
     parser.add_argument(
         "--json",

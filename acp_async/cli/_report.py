@@ -59,29 +59,14 @@ def describe(exc: ACPError) -> str:
         if exc.retry_after is not None:
             extras.append(f"retry after {exc.retry_after:g}s")
         return f"{text} ({', '.join(extras)})" if extras else text
-    text, url = _message_and_url(exc)
+    text, url = str(exc), exc.url
     if isinstance(exc, APITimeoutError):
         text = text if text.startswith("timed out") else f"timed out: {text}"
     elif isinstance(exc, APIConnectionError):
-        text = f"connection failed: {_connection_reason(text)}"
+        text = f"connection failed: {_connection_reason(text.removeprefix('connection failed: '))}"
     elif isinstance(exc, ResponseValidationError):
         text = f"bad response: {text}"
     return f"{text} ({url})" if url else text
-
-
-# Messages written before errors carried `.url` began "GET <url>: ", "GET <url> failed: "
-# or "GET <url> timed out"; the URL is taken from there then, and said once.
-_GET_PREFIX = re.compile(r"^GET (?P<url>\S+?)(?::| failed:|(?= timed out)) ")
-
-
-def _message_and_url(exc: ACPError) -> tuple[str, str | None]:
-    message = str(exc)
-    url: str | None = getattr(exc, "url", None)
-    found = _GET_PREFIX.match(message)
-    if found is not None:
-        message = message[found.end() :]
-        url = url or found["url"]
-    return message, url
 
 
 # aiohttp's wording of a failed connect: "Cannot connect to host h:p ssl:default [reason]".
@@ -124,10 +109,9 @@ def short(exc: ACPError) -> str:
     return type(exc).__name__
 
 
-def hide(secret: str | None) -> None:
-    """Blank ``secret`` (the client's token) in everything printed from now on."""
-    if secret and len(secret) >= 4:
-        _SECRETS.add(secret)
+def hide(*secrets: str | None) -> None:
+    """Blank ``secrets`` (the client's tokens) in everything printed from now on."""
+    _SECRETS.update(secret for secret in secrets if secret and len(secret) >= 4)
 
 
 def redact(text: str) -> str:

@@ -86,7 +86,7 @@ def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_list(args: argparse.Namespace) -> None:
-    checked(args.server_id, "the command line")
+    checked(args.server_id, "on the command line")
     need_tables(args)
 
 

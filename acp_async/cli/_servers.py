@@ -30,7 +30,7 @@ def read_ids(lines: Iterable[str], where: str) -> list[str]:
     for number, line in enumerate(lines, 1):
         server_id = line.strip()
         if server_id and not server_id.startswith("#"):
-            ids.append(checked(server_id, f"{where}, line {number}"))
+            ids.append(checked(server_id, f"in {where}, line {number}"))
     return ids
 
 
@@ -38,7 +38,7 @@ def server_ids(
     arguments: Sequence[str], servers_file: str | None, shard_spec: tuple[int, int] | None
 ) -> tuple[list[str], int]:
     """The ids this process owns (in order, without repeats) and how many were given."""
-    ids = [checked(sid, "the command line") for sid in arguments]
+    ids = [checked(sid, "on the command line") for sid in arguments]
     if servers_file is not None:
         ids += _from_file(servers_file)
     if not ids:
@@ -69,5 +69,6 @@ def checked(server_id: str, where: str) -> str:
     try:
         _validate.path_segment(server_id)
     except ValueError as exc:
-        raise UsageError(f"bad server id {server_id!r} in {where}: {exc}") from None
+        why = str(exc).rpartition(", got ")[0] or str(exc)  # the id is said once, first
+        raise UsageError(f"bad server id {server_id!r} {where}: {why}") from None
     return server_id
