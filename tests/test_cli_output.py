@@ -175,3 +175,22 @@ def test_event_line_shows_the_status_change() -> None:
     done = AgentRun(id="run-1", status="completed", title="Title")
     line = event_line(RunEvent("updated", "srv-1", run=done, previous=RUN), 8).plain
     assert line.split()[1:] == ["updated", "srv-1", "run-1", "queued", "->", "completed", "Title"]
+
+
+def test_the_cli_uses_the_public_api() -> None:
+    """The CLI imports public names only; `_validate` alone, so its argument checks are the
+    SDK's own (no public name checks a lone value)."""
+    import ast
+    from pathlib import Path
+
+    import acp_async.cli
+
+    private = set()
+    for path in Path(acp_async.cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                private |= {
+                    f"{path.name}: {n}" for n in names if n.startswith("_") and n != "__version__"
+                }
+    assert {entry.split(": ")[1] for entry in private} == {"_validate"}, private
