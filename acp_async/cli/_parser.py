@@ -21,8 +21,6 @@ import attrs
 from .. import _validate
 
 if TYPE_CHECKING:
-    from .. import ACPClient
-
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 PROG = "acp-async"
@@ -72,35 +70,25 @@ def add_command(
     return parser
 
 
-ClientCommand = Callable[[argparse.Namespace, "ACPClient"], Awaitable[int]]
-
-
 # -- argument types: the SDK's checks, with the command line's wording --------------------
 
 
 def count(text: str) -> int:
     """An integer >= 1 (``--limit``, ``--concurrency``, ``--servers``)."""
     try:
-        value = int(text)
-    except ValueError:
+        return _validate.int_at_least("the value", int(text), 1)
+    except ValueError:  # not an integer, or < 1
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    try:
-        _validate.int_at_least("the value", value, 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    return value
 
 
 def seconds(text: str) -> float:
     """A finite number of seconds > 0 (``--interval``)."""
     try:
-        value = float(text)
-        _validate.positive_seconds("the value", value)
-    except ValueError:
+        return _validate.positive_seconds("the value", float(text))
+    except ValueError:  # not a number, or not finite and > 0
         raise argparse.ArgumentTypeError(
             f"expected a number of seconds > 0, got {text!r}"
         ) from None
-    return value
 
 
 # -- options shared by the commands that talk to an API ---------------------------------------
