@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from acp_async._observe import Observer
 from acp_async.cli import _metrics
-from acp_async.cli._fleet import UsageError
+from acp_async.cli._parser import UsageError
 from acp_async.metrics import PrometheusMetrics
 
 # The contract's table: name -> (type, label names).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ._fleet import UsageError
+from ._parser import UsageError
 from ._report import note, warn
 
 if TYPE_CHECKING:  # the extra is imported only when --metrics-port is given
