@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from acp_async._fake_server import FakeACPServer, RecordedRequest
+from acp_async.testing import FakeACPServer, RecordedRequest
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,9 +13,9 @@ import time
 from collections import Counter
 
 from .._client import ACPClient
-from .._fake_server import FakeACPServer
 from .._watch import WatchState
 from ..models import ServerRuns
+from ..testing import FakeACPServer
 from ._fake import churn
 from ._human import event_line, progress, status_summary, statuses_of, stdout_console
 from ._report import error_line

@@ -7,7 +7,7 @@ import asyncio
 import math
 import random
 
-from .._fake_server import FakeACPServer
+from ..testing import FakeACPServer
 from ._report import warn
 
 
