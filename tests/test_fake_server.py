@@ -11,12 +11,14 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import attrs
 import pytest
 from yarl import URL
 
 from acp_async.testing import FakeACPServer, RecordedRequest
 
 TOKEN = "test-token"
+RUNTIME_TOKEN = "test-runtime-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -175,6 +177,67 @@ async def test_missing_or_wrong_token_is_401(
         status, body, _ = await get_json(session, runs_url(fake, "srv-0001"))
     assert status == 401
     assert body["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("headers", "auth"),
+    [
+        ({"Authorization": f"Bearer {TOKEN}"}, "bearer"),
+        ({"X-Computer-Agents-Runtime-Token": RUNTIME_TOKEN}, "runtime"),
+        ({"x-computer-agents-runtime-token": RUNTIME_TOKEN}, "runtime"),
+        (
+            {"Authorization": "Bearer wrong", "X-Computer-Agents-Runtime-Token": RUNTIME_TOKEN},
+            "runtime",
+        ),
+        (
+            {"Authorization": f"Bearer {TOKEN}", "X-Computer-Agents-Runtime-Token": "wrong"},
+            "bearer",
+        ),
+    ],
+)
+async def test_bearer_or_runtime_token_gets_through_and_is_recorded(
+    fake: FakeACPServer, headers: dict[str, str], auth: str
+) -> None:
+    """Either right credential is a 200; the log says which one, and never holds it."""
+    async with aiohttp.ClientSession(headers=headers) as session:
+        status, body, _ = await get_json(session, runs_url(fake, "srv-0001"))
+    assert status == 200, body
+    (record,) = fake.requests
+    assert record.auth == auth
+    assert TOKEN not in repr(attrs.evolve(record, headers={}))
+    assert RUNTIME_TOKEN not in repr(attrs.evolve(record, headers={}))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Computer-Agents-Runtime-Token": "wrong"},
+        {"X-Computer-Agents-Runtime-Token": TOKEN},  # the API key is not a runtime token
+        {"Authorization": f"Bearer {RUNTIME_TOKEN}"},  # nor the other way round
+        {"X-Computer-Agents-Runtime-Token": f"Bearer {RUNTIME_TOKEN}"},
+    ],
+)
+async def test_wrong_runtime_token_is_401_and_recorded_as_no_auth(
+    fake: FakeACPServer, headers: dict[str, str]
+) -> None:
+    """A missing or wrong runtime token is refused like a wrong API key; `auth` is None."""
+    async with aiohttp.ClientSession(headers=headers) as session:
+        status, body, _ = await get_json(session, runs_url(fake, "srv-0001"))
+    assert status == 401
+    assert body["error"] == "unauthorized"
+    assert [r.auth for r in fake.requests] == [None]
+
+
+async def test_runtime_token_is_an_option() -> None:
+    """`runtime_token=` sets the accepted runtime token; the default one is then refused."""
+    async with FakeACPServer(runtime_token="rt-secret") as fake:
+        assert fake.runtime_token == "rt-secret"
+        for value, expected in [("rt-secret", 200), (RUNTIME_TOKEN, 401)]:
+            headers = {"X-Computer-Agents-Runtime-Token": value}
+            async with aiohttp.ClientSession(headers=headers) as session:
+                status, _, _ = await get_json(session, runs_url(fake, "srv-0001"))
+            assert status == expected
 
 
 async def test_bearer_scheme_is_case_insensitive(fake: FakeACPServer) -> None:
@@ -661,6 +724,7 @@ async def test_requests_are_recorded_with_the_clock(session: aiohttp.ClientSessi
     assert record.query == {"limit": "2"}
     assert record.headers["Authorization"] == f"Bearer {TOKEN}"
     assert record.headers["X-Trace"] == "t"
+    assert record.auth == "bearer"
     assert (record.started, record.finished, record.status) == (100.0, 100.0, 200)
 
 
@@ -695,6 +759,7 @@ async def test_lifecycle_guards() -> None:
     async with fake:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", fake.base_url)
         assert fake.token == TOKEN
+        assert fake.runtime_token == RUNTIME_TOKEN
         with pytest.raises(RuntimeError, match="already started"):
             await fake.start()
     with pytest.raises(RuntimeError, match="closed"):

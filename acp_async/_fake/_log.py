@@ -9,7 +9,7 @@ import attrs
 
 __all__ = ("Auth", "Outcome", "RecordedRequest", "RequestLog")
 
-Auth = Literal["bearer"]
+Auth = Literal["bearer", "runtime"]
 
 
 @attrs.frozen
@@ -19,8 +19,10 @@ class RecordedRequest:
     It is listed on arrival with ``finished`` and ``status`` None, and replaced
     by its final form when the response is done or the connection is gone;
     ``status`` stays None when no response was sent (a drop, or a client that
-    went away first). ``auth`` is ``"bearer"`` when the request carried the
-    right ``Authorization: Bearer <token>``, else None.
+    went away first). ``auth`` names the credential that was accepted:
+    ``"bearer"`` (``Authorization: Bearer <token>``), ``"runtime"``
+    (``X-Computer-Agents-Runtime-Token: <runtime_token>``), or None when
+    neither was right; it never holds the secret itself.
     """
 
     server_id: str | None

@@ -23,6 +23,7 @@ from ._world import Server, World
 
 __all__ = ("FakeACPServer",)
 
+RUNTIME_TOKEN_HEADER: Final = "X-Computer-Agents-Runtime-Token"
 _DEFAULT_LIMIT: Final = 20
 _MAX_LIMIT: Final = 1000
 # How long aiohttp may wait for handlers at close(); stalls are woken before that.
@@ -33,15 +34,18 @@ class FakeACPServer:
     """A local ACP API with seeded servers and runs, and faults on demand.
 
     Use it as ``async with FakeACPServer() as fake:`` and point a client at
-    ``fake.base_url`` with ``fake.token``. Everything is deterministic for a
-    given ``seed`` and sequence of calls; ``clock`` drives ``progress_every``
-    and the timings in `requests`, so tests can inject a fake one.
+    ``fake.base_url`` with ``fake.token`` (or ``fake.runtime_token``, sent as
+    ``X-Computer-Agents-Runtime-Token``, as code inside an ACP resource does).
+    Everything is deterministic for a given ``seed`` and sequence of calls;
+    ``clock`` drives ``progress_every`` and the timings in `requests`, so
+    tests can inject a fake one.
     """
 
     def __init__(
         self,
         *,
         token: str = "test-token",
+        runtime_token: str = "test-runtime-token",
         servers: int | Iterable[str] = 3,
         runs_per_server: int = 5,
         seed: int = 0,
@@ -71,6 +75,7 @@ class FakeACPServer:
         self._faults = Faults(seed=seed, rate=fault_rate)
         self._log = RequestLog(clock)
         self._token = token
+        self._runtime_token = runtime_token
         self._shape: Shape = shape
         self._page_size = page_size
         self._latency = latency
@@ -148,7 +153,13 @@ class FakeACPServer:
 
     @property
     def token(self) -> str:
+        """The API key it accepts as ``Authorization: Bearer <token>``."""
         return self._token
+
+    @property
+    def runtime_token(self) -> str:
+        """The runtime token it accepts as ``X-Computer-Agents-Runtime-Token``."""
+        return self._runtime_token
 
     @property
     def server_ids(self) -> list[str]:
@@ -358,10 +369,12 @@ class FakeACPServer:
         )
 
     def _credential(self, request: web.Request) -> Auth | None:
-        """The credential the request carries, if it is the right one."""
+        """Which of the two accepted credentials the request carries, if either."""
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials == self._token:
             return "bearer"
+        if request.headers.get(RUNTIME_TOKEN_HEADER) == self._runtime_token:
+            return "runtime"
         return None
 
     def _reply(self, answer: Answer, record: RecordedRequest, outcome: Outcome) -> web.Response:
