@@ -287,6 +287,14 @@ async def test_shape_chooses_the_list_key(
     assert all(body[key] == body[next(iter(keys))] for key in keys)
 
 
+async def test_default_page_lists_runs_under_data_and_runs(
+    fake: FakeACPServer, session: aiohttp.ClientSession
+) -> None:
+    """By default a page carries both `data` and `runs`, the same runs, as the API documents."""
+    _, body, _ = await get_json(session, runs_url(fake, "srv-0001"))
+    assert body["data"] == body["runs"] == fake.runs("srv-0001")
+
+
 async def test_every_response_has_a_unique_request_id(
     fake: FakeACPServer, session: aiohttp.ClientSession
 ) -> None:

@@ -36,6 +36,8 @@ class FakeACPServer:
     Use it as ``async with FakeACPServer() as fake:`` and point a client at
     ``fake.base_url`` with ``fake.token`` (or ``fake.runtime_token``, sent as
     ``X-Computer-Agents-Runtime-Token``, as code inside an ACP resource does).
+    A page lists its runs under both ``data`` and ``runs``, as the API
+    documents; ``shape="data"`` or ``shape="runs"`` serves only one.
     Everything is deterministic for a given ``seed`` and sequence of calls;
     ``clock`` drives ``progress_every`` and the timings in `requests`, so
     tests can inject a fake one.
@@ -49,7 +51,7 @@ class FakeACPServer:
         servers: int | Iterable[str] = 3,
         runs_per_server: int = 5,
         seed: int = 0,
-        shape: Shape = "data",
+        shape: Shape = "both",
         page_size: int | None = None,
         progress_every: float | None = None,
         fault_rate: float = 0.0,

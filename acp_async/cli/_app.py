@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="queue a new run on some server every S seconds (2; 0: never)",
     )
+    fake.add_argument(
+        "--shape",
+        choices=("both", "data", "runs"),
+        default="both",
+        help="where a page lists its runs: under data and runs (both, as the API documents), "
+        "or only one of them",
+    )
     fake.add_argument("--seed", type=int, default=0, help="seed for the generated runs (0)")
     fake.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
     fake.set_defaults(handler=_fake_server)

@@ -18,6 +18,7 @@ async def serve(args: argparse.Namespace) -> int:
         servers=args.servers,
         runs_per_server=args.runs,
         seed=args.seed,
+        shape=args.shape,
         fault_rate=args.fault_rate,
         latency=args.latency,
         host=args.host,
