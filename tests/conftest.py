@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -93,4 +94,28 @@ async def fake() -> AsyncIterator[FakeACPServer]:
 @pytest.fixture
 async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
     async with ACPClient(fake.token, base_url=fake.base_url, timeout=2.0) as acp:
+        yield acp
+
+
+def _options(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    """The keyword arguments of the closest ``@pytest.mark.<name>(...)`` (test, then module)."""
+    marker = request.node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+@pytest.fixture
+async def fleet(request: pytest.FixtureRequest) -> AsyncIterator[FakeACPServer]:
+    """A FakeACPServer shaped for a module: ``pytestmark = pytest.mark.fleet(servers=40, ...)``
+    passes its keywords to FakeACPServer (a test's own mark wins)."""
+    async with FakeACPServer(**_options(request, "fleet")) as server:
+        yield server
+
+
+@pytest.fixture
+async def fleet_client(
+    request: pytest.FixtureRequest, fleet: FakeACPServer, no_backoff: None
+) -> AsyncIterator[ACPClient]:
+    """A client for `fleet`, with no backoff; ``pytest.mark.fleet_client(...)`` adds options."""
+    options: dict[str, Any] = {"timeout": 5.0, **_options(request, "fleet_client")}
+    async with ACPClient(fleet.token, base_url=fleet.base_url, **options) as acp:
         yield acp

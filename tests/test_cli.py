@@ -13,7 +13,6 @@ import struct
 import sys
 import termios
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +100,7 @@ def assert_clean_error(result: Result, code: int) -> str:
     return lines[0]
 
 
-@pytest.fixture
-async def fleet() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=6, runs_per_server=4, seed=3) as server:
-        yield server
+pytestmark = pytest.mark.fleet(servers=6, runs_per_server=4, seed=3)
 
 
 # -- runs list ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing
 
 import pytest
@@ -15,17 +15,7 @@ from acp_async.testing import FakeACPServer
 
 from .conftest import assert_no_leftovers
 
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=40, runs_per_server=3, latency=0.02) as server:
-        yield server
-
-
-@pytest.fixture
-async def fleet_client(fleet: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
-    async with ACPClient(fleet.token, base_url=fleet.base_url, timeout=5.0) as client:
-        yield client
+pytestmark = pytest.mark.fleet(servers=40, runs_per_server=3, latency=0.02)
 
 
 async def test_every_server_once(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
