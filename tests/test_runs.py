@@ -64,7 +64,7 @@ async def test_breaking_out_releases_the_connection(
     """Leaving the loop early leaves no connection acquired."""
     async for _ in fleet_client.runs.iter(SERVER, limit=5):
         break
-    session = fleet_client._session
+    session = fleet_client._transport._session
     assert session is not None
     connector = session.connector
     assert connector is not None
