@@ -15,6 +15,7 @@ import attrs
 import pytest
 from yarl import URL
 
+from acp_async import ACPClient
 from acp_async.testing import FakeACPServer, RecordedRequest
 
 TOKEN = "test-token"
@@ -227,6 +228,19 @@ async def test_wrong_runtime_token_is_401_and_recorded_as_no_auth(
     assert status == 401
     assert body["error"] == "unauthorized"
     assert [r.auth for r in fake.requests] == [None]
+
+
+async def test_log_tells_how_the_client_authenticated(no_backoff: None) -> None:
+    """ACPClient(api_key) is recorded as "bearer", ACPClient(runtime_token=...) as "runtime"."""
+    async with FakeACPServer() as fake:
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            await client.runs.list("srv-0001")
+        async with ACPClient(runtime_token=fake.runtime_token, base_url=fake.base_url) as client:
+            await client.runs.list("srv-0001")
+        bearer, runtime = fake.requests
+    assert (bearer.auth, runtime.auth) == ("bearer", "runtime")
+    assert (bearer.status, runtime.status) == (200, 200)
+    assert "Authorization" not in runtime.headers
 
 
 async def test_runtime_token_is_an_option() -> None:
