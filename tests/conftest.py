@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from acp_async import ACPClient
-from acp_async.testing import FakeACPServer, instant_backoff
+from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
 
 RUNS_ROUTE = "/v1/servers/{id}/runtime/agent/runs"
 
@@ -33,6 +33,21 @@ async def serve_runs(
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+async def wait_until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Wait for a condition the code under test reaches on its own: polled, never a fixed
+    sleep; ``within`` only bounds a failure."""
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def settled(fake: FakeACPServer) -> list[RecordedRequest]:
+    """The fake's request log once no handler is still running (a request the client gave
+    up on is finished, with its fault and status, only when its handler ends)."""
+    await wait_until(lambda: fake.in_flight == 0)
+    return fake.requests
 
 
 def _our_tasks() -> list[asyncio.Task[object]]:

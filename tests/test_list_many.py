@@ -13,7 +13,7 @@ import pytest
 from acp_async import ACPClient, InternalServerError, NotFoundError, ServerRuns
 from acp_async.testing import FakeACPServer
 
-from .conftest import assert_no_leftovers
+from .conftest import assert_no_leftovers, wait_until
 
 pytestmark = pytest.mark.fleet(servers=40, runs_per_server=3, latency=0.02)
 
@@ -151,19 +151,24 @@ async def test_cancelling_the_consumer_cleans_up(
     fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """Cancelling the task that iterates cancels the fan-out with it."""
+    # Of the first eight requests, seven hang: they are surely in flight at the cancel.
+    fleet.fail("latency", delay=30.0, times=7)
+    first = asyncio.Event()
 
     async def consume() -> None:
         async for _ in fleet_client.runs.list_many(fleet.server_ids, concurrency=8):
-            await asyncio.sleep(10)
+            first.set()
+            await asyncio.sleep(30)
 
     task = asyncio.create_task(consume())
-    while fleet.in_flight == 0 and not fleet.requests:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await first.wait()
+    assert fleet.in_flight >= 7
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await assert_no_leftovers(fleet_client)
+    await wait_until(lambda: fleet.in_flight == 0)  # the server saw every request go away
     # The client is still usable afterwards.
     assert (await fleet_client.runs.list(fleet.server_ids[0])).data
 
