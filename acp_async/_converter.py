@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import attrs
 import cattrs
@@ -81,9 +81,10 @@ def _structure_object(value: Any, _: Any) -> dict[str, Any]:
 
 def _open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
     members = open_enum(tp)._value2member_map_  # type: ignore[union-attr]
+    optional = type(None) in get_args(tp)
 
     def structure(value: Any, _: Any) -> Any:
-        if value is None:
+        if value is None and optional:
             return None
         if type(value) is not str:
             raise TypeError(f"expected str, got {type(value).__name__}")
@@ -195,7 +196,15 @@ def to_json(run: AgentRun) -> dict[str, Any]:
     return _fast.unstructure(run)  # type: ignore[no-any-return]
 
 
-_FAILURES = (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError)
+# OverflowError: int(inf) from a cattrs int hook (no model field is an int yet).
+_FAILURES = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    cattrs.BaseValidationError,
+)
 
 
 def _replay(body: Any, cls: type[Any], path: str) -> ResponseValidationError:
