@@ -12,6 +12,7 @@ failures: a Hypothesis differential test (``tests/test_codegen.py``) holds them 
 
 from __future__ import annotations
 
+import keyword
 import linecache
 import types
 from collections.abc import Callable
@@ -82,9 +83,9 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
 
 def _write_value(out: _Writer, var: str, tp: Any, indent: int) -> None:
     """Lines that check ``var`` against ``tp`` (not None) and rebind it to the result."""
-    exact = _EXACT.get(tp) if isinstance(tp, type) else None
-    if exact is not None or _any_dict(tp):
-        kind, expected = (tp.__name__, exact) if exact is not None else ("dict", "an object")
+    exact = _exact(tp)
+    if exact is not None:
+        kind, expected = exact
         out.line(indent, f"if type({var}) is not {kind}: raise _wrong({expected!r}, {var})")
         return
     if tp is datetime:
@@ -113,8 +114,13 @@ def _write_value(out: _Writer, var: str, tp: Any, indent: int) -> None:
     out.line(indent, f"{var} = {hook}({var}, {annotation})")
 
 
-def _any_dict(tp: Any) -> bool:
-    return get_origin(tp) is dict and get_args(tp) == (str, Any)
+def _exact(tp: Any) -> tuple[str, str] | None:
+    """(type name, what the error expects) when ``tp`` is checked by exact type."""
+    if isinstance(tp, type) and tp in _EXACT:
+        return tp.__name__, _EXACT[tp]
+    if get_origin(tp) is dict and get_args(tp) == (str, Any):
+        return "dict", "an object"
+    return None
 
 
 def _write_field(out: _Writer, var: str, field: attrs.Attribute[Any], key: str) -> None:
@@ -142,7 +148,12 @@ def _write_field(out: _Writer, var: str, field: attrs.Attribute[Any], key: str) 
 
 
 def _write_checked(out: _Writer, var: str, base: Any, optional: bool, indent: int) -> None:
-    if optional:
+    exact = _exact(base)
+    if optional and exact is not None:  # the type test first: most values are not None
+        kind, expected = exact
+        check = f"type({var}) is not {kind} and {var} is not None"
+        out.line(indent, f"if {check}: raise _wrong({expected!r}, {var})")
+    elif optional:
         out.line(indent, f"if {var} is not None:")
         _write_value(out, var, base, indent + 1)
     else:
@@ -153,26 +164,43 @@ def _plain_slots(cls: type[Any], fields: list[attrs.Attribute[Any]]) -> bool:
     """True when ``__init__`` would only store each argument in its slot, nothing else."""
     every = attrs.fields(cls)
     return (
-        "__slots__" in cls.__dict__
+        cls.__bases__ == (object,)
+        and "__slots__" in cls.__dict__
         and len(fields) == len(every)
         and not any(hasattr(cls, hook) for hook in ("__attrs_pre_init__", "__attrs_post_init__"))
         and "__attrs_cached_hash__" not in cls.__slots__
+        and all(f.name.isidentifier() and not keyword.iskeyword(f.name) for f in every)
         and all(type(cls.__dict__.get(f.name)).__name__ == "member_descriptor" for f in every)
     )
 
 
+def _slot_twin(cls: type[Any]) -> type[Any] | None:
+    """A plain class with ``cls``'s slots, whose instances can become ``cls`` instances.
+
+    A frozen class overrides ``__setattr__``, which keeps CPython from specialising slot
+    stores; the twin has no ``__setattr__``, so ``twin.field = value`` is one fast
+    store. Assigning ``__class__`` then makes the instance a ``cls`` (allowed between
+    identical layouts). None when the interpreter refuses that assignment.
+    """
+    twin = type(f"_{cls.__name__}Slots", (), {"__slots__": cls.__slots__})
+    try:
+        object.__new__(twin).__class__ = cls
+    except TypeError:
+        return None
+    return twin
+
+
 def _construct(out: _Writer, cls: type[Any], fields: list[attrs.Attribute[Any]]) -> list[str]:
-    """The lines building the instance: its slots set directly when that is all
-    ``__init__`` would do (it saves a sixth of a run's cost), else a call to the class."""
-    if _plain_slots(cls, fields):
-        lines = [f"    self = _new({out.name('cls', cls)})"]
-        for index, field in enumerate(fields):
-            setter = out.name("set", cls.__dict__[field.name].__set__)
-            lines.append(f"    {setter}(self, a{index})")
-        out.globals["_new"] = object.__new__
-        return [*lines, "    return self"]
-    args = [f"{f.alias}=a{i}" if f.kw_only else f"a{i}" for i, f in enumerate(fields)]
-    return [f"    return {out.name('cls', cls)}({', '.join(args)})"]
+    """The lines building the instance: its slots filled directly when that is all
+    ``__init__`` would do (a third of a run's cost otherwise), else a call to the class."""
+    twin = _slot_twin(cls) if _plain_slots(cls, fields) else None
+    if twin is None:
+        args = [f"{f.alias}=a{i}" if f.kw_only else f"a{i}" for i, f in enumerate(fields)]
+        return [f"    return {out.name('cls', cls)}({', '.join(args)})"]
+    out.globals["_new"] = object.__new__
+    lines = [f"    self = _new({out.name('twin', twin)})"]
+    lines += [f"    self.{field.name} = a{index}" for index, field in enumerate(fields)]
+    return [*lines, f"    self.__class__ = {out.name('cls', cls)}", "    return self"]
 
 
 def make_structure_fn(

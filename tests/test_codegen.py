@@ -223,3 +223,20 @@ def test_classes_it_cannot_write_fall_back_to_the_class_or_cattrs() -> None:
     assert check({"value": "ok"}, WithValidator) == WithValidator("ok")
     with pytest.raises(ValueError, match="Length"):
         check({"value": "x"}, WithValidator)
+
+
+def test_structured_runs_are_ordinary_instances() -> None:
+    """Filled through a slot twin, a run is still exactly an AgentRun: frozen, hashable,
+    picklable, evolvable, equal to one made by its constructor."""
+    import pickle
+
+    item = {"id": "r", "status": "running", "metadata": {"a": 1}, "threadBacked": True}
+    run = structure_run(item)
+    made = AgentRun(id="r", status=RunStatus.RUNNING, metadata={"a": 1}, thread_backed=True)
+    assert type(run) is AgentRun
+    assert run == made
+    assert hash(run) == hash(made)
+    assert pickle.loads(pickle.dumps(run)) == made
+    assert attrs.evolve(run, title="t") == attrs.evolve(made, title="t")
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        run.id = "other"  # type: ignore[misc]
