@@ -183,8 +183,9 @@ def _slot_twin(cls: type[Any]) -> type[Any] | None:
     identical layouts). None when the interpreter refuses that assignment.
     """
     twin = type(f"_{cls.__name__}Slots", (), {"__slots__": cls.__slots__})
+    trial: Any = object.__new__(twin)
     try:
-        object.__new__(twin).__class__ = cls
+        trial.__class__ = cls
     except TypeError:
         return None
     return twin
