@@ -184,11 +184,13 @@ def _json_path(message: str) -> str:
     return f"{text}{sep}{'.'.join(_camel(part) for part in path.split('.'))}" if sep else message
 
 
-def _explain(exc: BaseException, path: str) -> str:
-    messages = [_json_path(m) for m in cattrs.transform_error(exc, path=path)]
-    shown = "; ".join(messages[:_MAX_REPORTED_ERRORS])
-    more = len(messages) - _MAX_REPORTED_ERRORS
-    return f"{shown}; and {more} more" if more > 0 else shown
+def _explained(exc: BaseException, path: str) -> ResponseValidationError:
+    """The error for a failed replay: each problem with its JSON path, the first few told."""
+    problems = tuple(_json_path(m) for m in cattrs.transform_error(exc, path=path))
+    shown = "; ".join(problems[:_MAX_REPORTED_ERRORS])
+    more = len(problems) - _MAX_REPORTED_ERRORS
+    message = f"{shown}; and {more} more" if more > 0 else shown
+    return ResponseValidationError(f"unexpected response shape: {message}", problems=problems)
 
 
 def to_json(run: AgentRun) -> dict[str, Any]:
@@ -214,7 +216,7 @@ def _replay(body: Any, cls: type[Any], path: str) -> ResponseValidationError:
     except ResponseValidationError as exc:
         return exc
     except _FAILURES as exc:
-        return ResponseValidationError(f"unexpected response shape: {_explain(exc, path)}")
+        return _explained(exc, path)
     return ResponseValidationError("unexpected response shape")  # pragma: no cover
 
 
