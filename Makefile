@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LATEST := .venv-latest
 LATEST_PY := $(LATEST)/bin/python
 
-.PHONY: test lint typecheck pytest pytest-latest demo bench soak clean
+.PHONY: test lint typecheck pytest pytest-latest install-check dist demo bench soak clean
 
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,18 @@ pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
 	$(LATEST_PY) -m pytest -q -m 'not aioresponses' -p no:cacheprovider
 
-test: lint typecheck pytest pytest-latest
+test: lint typecheck pytest pytest-latest install-check
+
+# The sdist and the wheel in dist/, with their metadata checked (README renders on PyPI).
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# The wheel installed as a user would, in a fresh virtualenv outside the repository:
+# `acp-async --version` and one `runs list` against `acp-async fake-server`.
+install-check: dist
+	PYTHON=$(PYTHON) bash .ci/install-check
 
 # The reliability suite scaled up (20 chaos rounds of 500 servers on one client, a 2000-cycle
 # watch under faults, 3000 Hypothesis bodies over HTTP); about two minutes, bounded by --timeout.
@@ -55,4 +66,4 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache dist

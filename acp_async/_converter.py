@@ -186,11 +186,13 @@ def _json_path(message: str) -> str:
     return f"{text}{sep}{'.'.join(_camel(part) for part in path.split('.'))}" if sep else message
 
 
-def _explain(exc: BaseException) -> str:
-    messages = [_json_path(m) for m in cattrs.transform_error(exc, path="$")]
-    shown = "; ".join(messages[:_MAX_REPORTED_ERRORS])
-    more = len(messages) - _MAX_REPORTED_ERRORS
-    return f"{shown}; and {more} more" if more > 0 else shown
+def _explained(exc: BaseException) -> ResponseValidationError:
+    """The error for a failed replay: each problem with its JSON path, the first few told."""
+    problems = tuple(_json_path(m) for m in cattrs.transform_error(exc, path="$"))
+    shown = "; ".join(problems[:_MAX_REPORTED_ERRORS])
+    more = len(problems) - _MAX_REPORTED_ERRORS
+    message = f"{shown}; and {more} more" if more > 0 else shown
+    return ResponseValidationError(f"unexpected response shape: {message}", problems=problems)
 
 
 def to_json(run: AgentRun) -> dict[str, Any]:
@@ -211,5 +213,5 @@ def structure(body: Any, cls: type[T]) -> T:
     except ResponseValidationError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError) as exc:
-        raise ResponseValidationError(f"unexpected response shape: {_explain(exc)}") from None
+        raise _explained(exc) from None
     raise ResponseValidationError("unexpected response shape")  # pragma: no cover

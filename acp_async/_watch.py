@@ -12,23 +12,27 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import logging
-from collections.abc import AsyncGenerator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 import attrs
 
 from . import _converter, _validate
-from ._retry import jittered
-from .errors import ACPError, AuthenticationError, ResponseValidationError
+from ._log import log
+from ._retry import RetryPolicy, jittered
+from .errors import (
+    ACPError,
+    AuthenticationError,
+    BadRequestError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+)
 from .models import AgentRun, AgentRunList, RunEvent
 
-if TYPE_CHECKING:
-    from .runs import Runs
+ListPage = Callable[[str, int], Awaitable[AgentRunList]]
 
 __all__ = ("WatchState",)
 
-log = logging.getLogger("acp_async")
 
 QUIET_BACKOFF = 1.5  # a quiet server's interval grows by this per quiet poll ...
 QUIET_CAP = 8  # ... up to this many intervals
@@ -76,7 +80,8 @@ class Watcher:
 
     def __init__(
         self,
-        runs: Runs,
+        list_page: ListPage,
+        policy: RetryPolicy,
         server_ids: Iterable[str],
         *,
         interval: float,
@@ -84,7 +89,8 @@ class Watcher:
         concurrency: int,
         state: WatchState,
     ) -> None:
-        self._runs = runs
+        self._list_page = list_page
+        self._policy = policy
         self._source = server_ids
         self._interval = interval
         self._limit = limit
@@ -148,12 +154,12 @@ class Watcher:
         self._state.servers[sid] = latest  # forget runs that left the page
 
     async def _poll(self, sid: str) -> AgentRunList | ACPError:
-        """One server's newest runs, or the error; an AuthenticationError ends the watch."""
+        """One server's newest runs, or the error; errors no poll can fix end the watch."""
         try:
-            page = await self._runs.list(sid, limit=self._limit)
-        except AuthenticationError:
-            raise  # no poll can succeed without a new token
+            page = await self._list_page(sid, self._limit)
         except ACPError as exc:
+            if self._ends_watch(exc):
+                raise
             return exc
         known = self._state.servers.get(sid)
         limit = self._limit
@@ -161,7 +167,7 @@ class Watcher:
         while known is not None and self._is_gap(page, known, limit):
             limit = min(limit * 2, self._limit * GAP_CAP)
             try:
-                page = await self._runs.list(sid, limit=limit)
+                page = await self._list_page(sid, limit)
             except AuthenticationError:
                 raise
             except ACPError as exc:
@@ -169,6 +175,14 @@ class Watcher:
                 log.info("watch: closing a gap on %s with limit=%d failed: %s", sid, limit, exc)
                 break
         return page
+
+    def _ends_watch(self, exc: ACPError) -> bool:
+        """No later poll can succeed: the token was refused, or the host refuses the watch's
+        own request (say a ``limit`` it does not accept). Anything else is retried, at the
+        failing cadence (a 403/404 server stays watched: access may be granted later)."""
+        if self._policy.is_transient(exc):
+            return False
+        return isinstance(exc, AuthenticationError | BadRequestError | UnprocessableEntityError)
 
     def _is_gap(self, page: AgentRunList, known: dict[str, AgentRun], limit: int) -> bool:
         return (

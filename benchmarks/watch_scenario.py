@@ -17,6 +17,7 @@ import tracemalloc
 from typing import Any
 
 from acp_async import AgentRunList, _converter
+from acp_async._retry import RetryPolicy
 from acp_async._watch import Watcher, WatchState
 from acp_async.testing import instant_backoff
 
@@ -35,7 +36,7 @@ class _FakeRuns:
         ]
         self._polls = dict.fromkeys(server_ids, 0)  # allocated before measuring
 
-    async def list(self, server_id: str, *, limit: int | None = None) -> AgentRunList:
+    async def list(self, server_id: str, limit: int) -> AgentRunList:
         count = self._polls[server_id] = self._polls[server_id] + 1
         return _converter.structure(self._templates[count % 2], AgentRunList)
 
@@ -45,7 +46,9 @@ async def _watch(servers: int, polls: int, *, trace: bool) -> tuple[float, float
     ids = [f"srv_{i:06d}" for i in range(servers)]
     runs: Any = _FakeRuns(ids)
     state = WatchState()
-    watcher = Watcher(runs, ids, interval=0.001, limit=50, concurrency=16, state=state)
+    watcher = Watcher(
+        runs.list, RetryPolicy(), ids, interval=0.001, limit=50, concurrency=16, state=state
+    )
     first = servers * RUNS_PER_SERVER  # every run is "created" on the first poll
     wanted = first + servers * (polls - 1)
     gc.collect()

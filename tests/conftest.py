@@ -57,7 +57,7 @@ async def assert_no_leftovers(client: ACPClient) -> None:
         await asyncio.sleep(0)
     tasks = _our_tasks()
     assert not tasks, tasks
-    session = client._session
+    session = client._transport._session
     assert session is not None
     assert session.connector is not None
     assert not session.connector._acquired  # type: ignore[attr-defined]
@@ -66,8 +66,11 @@ async def assert_no_leftovers(client: ACPClient) -> None:
 ENV_VARS = (
     "ACP_API_KEY",
     "COMPUTER_AGENTS_API_KEY",
+    "COMPUTER_AGENTS_RUNTIME_TOKEN",
     "ACP_BASE_URL",
     "COMPUTER_AGENTS_BASE_URL",
+    "COMPUTER_AGENTS_API_URL",
+    "COMPUTER_AGENTS_PLATFORM_API_URL",
 )
 
 

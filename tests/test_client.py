@@ -266,7 +266,7 @@ async def test_owned_session_is_closed(fake: FakeACPServer) -> None:
     """The client closes the session it created; close() is idempotent."""
     client = ACPClient(fake.token, base_url=fake.base_url)
     await client.runs.list(SERVER)
-    session = client._session
+    session = client._transport._session
     await client.close()
     await client.close()
     assert session is not None
@@ -287,7 +287,7 @@ async def test_borrowed_session_is_left_open(fake: FakeACPServer) -> None:
 async def test_unused_client_needs_no_close() -> None:
     """A client that never sent a request holds no session (nothing to leak)."""
     client = ACPClient("k")
-    assert client._session is None
+    assert client._transport._session is None
     await client.close()
 
 
@@ -391,7 +391,7 @@ async def test_explicit_default_port_is_the_same_origin(no_backoff: None) -> Non
     """`http://host:80` and `http://host` are one origin for redirects and links."""
     from yarl import URL
 
-    from acp_async._client import same_origin
+    from acp_async._response import same_origin
 
     assert same_origin(URL("https://h:443/a"), URL("https://h/v1"))
     assert not same_origin(URL("https://h:8443/a"), URL("https://h/v1"))

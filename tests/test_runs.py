@@ -72,7 +72,7 @@ async def test_breaking_out_releases_the_connection(
     """Leaving the loop early leaves no connection acquired."""
     async for _ in paged_client.runs.iter(SERVER, limit=5):
         break
-    session = paged_client._session
+    session = paged_client._transport._session
     assert session is not None
     connector = session.connector
     assert connector is not None

@@ -277,7 +277,7 @@ async def test_aclose_returns_with_nothing_in_flight(no_backoff: None) -> None:
                 and not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
             ]
             assert tasks == []
-            session = client._session
+            session = client._transport._session
             assert session is not None
             assert session.connector is not None
             assert not session.connector._acquired  # type: ignore[attr-defined]
