@@ -82,6 +82,16 @@ async def test_long_watch_under_faults_loses_nothing_and_stays_flat() -> None:
     assert figures["p90_growth_bytes"] < MEMORY_SLACK
 
 
+async def _no_request_open(client: ACPClient) -> None:
+    """Wait (bounded) until no connection is acquired: no poll is on the wire."""
+    session = client._transport._session  # as conftest.assert_no_leftovers looks
+    assert session is not None
+    assert session.connector is not None
+    async with asyncio.timeout(15):
+        while session.connector._acquired:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.001)
+
+
 async def _long_watch() -> dict[str, float]:
     seen: dict[tuple[str, str], AgentRun] = {}
     kinds: Counter[str] = Counter()
@@ -144,6 +154,9 @@ async def _long_watch() -> dict[str, float]:
                     hits_seen += sum(r.fault is not None for r in records)
                     fake.reset_stats()  # the fake's log would grow; the client's state must not
                     if cycle >= WARM_UP and (cycle - WARM_UP) % SAMPLE_EVERY == 0:
+                        # The watch is paused between events: once its last polls are back,
+                        # the collection (which blocks the loop) cannot time a poll out.
+                        await _no_request_open(client)
                         gc.collect()
                         sample = (cycle - WARM_UP) // SAMPLE_EVERY
                         sampled_at[sample] = polls
