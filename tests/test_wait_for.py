@@ -92,7 +92,8 @@ async def test_timeout_bounds_a_slow_request(no_backoff: None) -> None:
             started = loop.time()
             with pytest.raises(WaitTimeoutError):
                 await client.runs.wait_for(SERVER, "run-x", interval=0.01, timeout=0.2)
-            assert loop.time() - started < 1.0
+            # Not cut off, the poll would take the whole 5 s latency; the margin is for load.
+            assert loop.time() - started < 2.5
 
 
 @pytest.mark.parametrize(
