@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from acp_async import ACPClient
-from acp_async.testing import FakeACPServer, instant_backoff
+from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
 
 RUNS_ROUTE = "/v1/servers/{id}/runtime/agent/runs"
 
@@ -32,6 +33,21 @@ async def serve_runs(
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+async def wait_until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Wait for a condition the code under test reaches on its own: polled, never a fixed
+    sleep; ``within`` only bounds a failure."""
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def settled(fake: FakeACPServer) -> list[RecordedRequest]:
+    """The fake's request log once no handler is still running (a request the client gave
+    up on is finished, with its fault and status, only when its handler ends)."""
+    await wait_until(lambda: fake.in_flight == 0)
+    return fake.requests
 
 
 def _our_tasks() -> list[asyncio.Task[object]]:
@@ -96,4 +112,28 @@ async def fake() -> AsyncIterator[FakeACPServer]:
 @pytest.fixture
 async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
     async with ACPClient(fake.token, base_url=fake.base_url, timeout=2.0) as acp:
+        yield acp
+
+
+def _options(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    """The keyword arguments of the closest ``@pytest.mark.<name>(...)`` (test, then module)."""
+    marker = request.node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+@pytest.fixture
+async def fleet(request: pytest.FixtureRequest) -> AsyncIterator[FakeACPServer]:
+    """A FakeACPServer shaped for a module: ``pytestmark = pytest.mark.fleet(servers=40, ...)``
+    passes its keywords to FakeACPServer (a test's own mark wins)."""
+    async with FakeACPServer(**_options(request, "fleet")) as server:
+        yield server
+
+
+@pytest.fixture
+async def fleet_client(
+    request: pytest.FixtureRequest, fleet: FakeACPServer, no_backoff: None
+) -> AsyncIterator[ACPClient]:
+    """A client for `fleet`, with no backoff; ``pytest.mark.fleet_client(...)`` adds options."""
+    options: dict[str, Any] = {"timeout": 5.0, **_options(request, "fleet_client")}
+    async with ACPClient(fleet.token, base_url=fleet.base_url, **options) as acp:
         yield acp

@@ -12,10 +12,10 @@ import socket
 import struct
 import sys
 import termios
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
@@ -99,10 +99,7 @@ def assert_clean_error(result: Result, code: int) -> str:
     return lines[0]
 
 
-@pytest.fixture
-async def fleet() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=6, runs_per_server=4, seed=3) as server:
-        yield server
+pytestmark = pytest.mark.fleet(servers=6, runs_per_server=4, seed=3)
 
 
 # -- runs list ---------------------------------------------------------------------------
@@ -624,6 +621,30 @@ async def test_fake_server_serves_until_ctrl_c() -> None:
     result = await interrupt(proc)
     assert result.code == 0, result
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("options", "keys"),
+    [((), {"data", "runs"}), (("--shape", "runs"), {"runs"}), (("--shape", "data"), {"data"})],
+)
+async def test_fake_server_shape_defaults_to_both_lists(
+    options: tuple[str, ...], keys: set[str]
+) -> None:
+    """`fake-server` pages list runs under `data` and `runs` (as the API documents) unless
+    `--shape` picks one."""
+    port = free_port()
+    proc = await start("fake-server", "--port", str(port), *options, env=cli_env())
+    assert proc.stdout is not None
+    while "Ctrl-C" not in await read_line(proc.stdout):  # printed once it is listening
+        pass
+    url = f"http://127.0.0.1:{port}/v1/servers/srv-0001/runtime/agent/runs"
+    headers = {"Authorization": "Bearer test-token"}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        body = await response.json()
+    result = await interrupt(proc)
+    assert result.code == 0, result
+    assert {"data", "runs"} & body.keys() == keys
+    assert len(body[next(iter(keys))]) == 5
 
 
 async def test_fake_server_on_a_busy_port_fails_with_one_line() -> None:

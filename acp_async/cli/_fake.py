@@ -55,6 +55,13 @@ def register(commands: Subcommands) -> None:
         metavar="S",
         help="queue a new run on some server every S seconds (2; 0: never)",
     )
+    fake.add_argument(
+        "--shape",
+        choices=("both", "data", "runs"),
+        default="both",
+        help="where a page lists its runs: under data and runs (both, as the API documents), "
+        "or only one of them",
+    )
     fake.add_argument("--seed", type=int, default=0, help="seed for the generated runs (0)")
     fake.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
 
@@ -89,6 +96,7 @@ async def serve(args: argparse.Namespace) -> int:
         servers=args.servers,
         runs_per_server=args.runs,
         seed=args.seed,
+        shape=args.shape,
         fault_rate=args.fault_rate,
         latency=args.latency,
         host=args.host,
