@@ -41,6 +41,11 @@ class Runs:
         query = "" if page_size is None else f"limit={page_size}"
         return self._client.url("servers", segment, "runtime", "agent", "runs", query=query)
 
+    async def _fetch_page(self, server_id: str, limit: int) -> Any:
+        """The decoded JSON body of one page, for the watch engine (it structures runs itself)."""
+        body, _ = await self._client.get(self._url(server_id, limit), _identity)
+        return body
+
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
         return await self._client.get(url, _parse_page)
 
@@ -116,7 +121,7 @@ class Runs:
         An ``AuthenticationError`` ends the watch: no poll can succeed without a new token.
         """
         watcher = Watcher(
-            self,
+            self._fetch_page,
             _ids(server_ids),
             interval=_validate.positive_seconds("interval", interval),
             limit=_validate.int_at_least("limit", limit, 1),
@@ -183,6 +188,10 @@ class Runs:
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
             return None
         return page
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _ids(server_ids: Iterable[str]) -> Iterable[str]:

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 from .._client import ACPClient
+from .._converter import to_json
 from .._fake_server import FakeACPServer
 from .._watch import WatchState
 from ..models import ServerRuns
@@ -88,11 +89,13 @@ async def _live_watch(
     ids = fake.server_ids
     watched = ids[:: max(1, len(ids) // DEMO_WATCHED)][:DEMO_WATCHED]
     # Start from what the fan-out saw, so the watch shows changes, not every known run again.
-    state = WatchState()
-    for sid in watched:
-        result = outcomes[sid].result
-        if result is not None:
-            state.servers[sid] = {run.id: run for run in result.data if run.id is not None}
+    state = WatchState.from_dict(
+        {
+            sid: [to_json(run) for run in result.data]
+            for sid in watched
+            if (result := outcomes[sid].result) is not None
+        }
+    )
     console.print(
         f"\n[bold]2. live watch[/]  client.runs.watch({len(watched)} servers, "
         f"interval={DEMO_WATCH_INTERVAL}, state=...) for {seconds:g}s, while new runs arrive"
