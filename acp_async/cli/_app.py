@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from .._client import ACPClient
 from .._config import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, _from_env
 from .._version import __version__
-from . import _fake, _runs
+from . import _fake, _redis_fleet, _runs
 from ._fleet import UsageError, checked, parse_shard, server_ids
 from ._report import PROG, warn
 
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--servers", type=_count, default=300, help=argparse.SUPPRESS)
     demo.add_argument("--seconds", type=_seconds, default=10.0, help=argparse.SUPPRESS)
     demo.set_defaults(handler=_demo)
+    _redis_fleet.add_commands(commands)
     return parser
 
 
