@@ -186,9 +186,9 @@ async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:
 
 def test_bad_fleet_options_fail_at_construction() -> None:
     """Bad names and numbers raise before any connection."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="braces"):
         RedisFleet("redis://127.0.0.1:1/0", name="a{b}")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lease"):
         RedisFleet("redis://127.0.0.1:1/0", lease=0)
     with pytest.raises(TypeError):
         RedisFleet("redis://127.0.0.1:1/0", limit="5")  # type: ignore[arg-type]
