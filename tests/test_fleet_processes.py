@@ -37,7 +37,7 @@ class Workers:
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(self) -> asyncio.subprocess.Process:
-        log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")  # noqa: ASYNC230, SIM115 - a local file, once
+        log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
