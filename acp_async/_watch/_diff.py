@@ -9,7 +9,7 @@ import attrs
 from .. import _converter
 from ..errors import ResponseValidationError
 from ..models import AgentRun
-from ._state import Seen, ServerState, fingerprint, id_digest
+from ._state import Seen, ServerState, fingerprint, id_digest, page_digest
 
 __all__ = ("Change", "diff", "is_gap")
 
@@ -35,12 +35,16 @@ def _structure(item: Any, index: int) -> AgentRun:
         raise ResponseValidationError(f"run {index} of the page: {exc}") from None
 
 
-def diff(items: list[Any], known: ServerState) -> tuple[dict[bytes, Seen], list[Change]]:
-    """The page's runs as remembered (oldest first), and the changes, oldest first.
+def diff(items: list[Any], known: ServerState) -> tuple[ServerState, list[Change]]:
+    """The server's new state (its runs oldest first), and the changes, oldest first.
 
-    Only runs whose fingerprint is new are structured; a malformed one raises
-    ResponseValidationError.
+    A page identical to the last one costs one digest; otherwise each run is
+    fingerprinted and only runs whose fingerprint is new are structured (a malformed
+    one raises ResponseValidationError). The schedule counters are left to the caller.
     """
+    page = page_digest(items)
+    if page and known.polled and page == known.page:
+        return ServerState(known.runs, polled=True, quiet_polls=known.quiet_polls, page=page), []
     latest: dict[bytes, Seen] = {}
     changes = []
     for index in range(len(items) - 1, -1, -1):  # pages are newest first
@@ -61,7 +65,7 @@ def diff(items: list[Any], known: ServerState) -> tuple[dict[bytes, Seen], list[
         number = 1 if old is None else old.changes + 1
         latest[digest] = Seen(fields, run.status, number)
         changes.append(Change(run, run_id, old, number))
-    return latest, changes
+    return ServerState(latest, polled=True, quiet_polls=known.quiet_polls, page=page), changes
 
 
 def is_gap(items: list[Any], known: ServerState, limit: int) -> bool:

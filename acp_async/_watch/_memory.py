@@ -167,7 +167,7 @@ class Watcher:
         """The server's next delay, and the events of its poll (which update the state)."""
         if not isinstance(outcome, ACPError):
             try:
-                latest, changes = diff(outcome, known)
+                fresh, changes = diff(outcome, known)
             except ResponseValidationError as exc:
                 outcome = exc
         self._observer.watch_polled(ok=not isinstance(outcome, ACPError), late=late)
@@ -176,7 +176,6 @@ class Watcher:
             self._state.servers[sid] = known.pack()
             self._observer.watch_event("error")
             return delay, iter((RunEvent("error", sid, error=outcome),))
-        fresh = ServerState(latest, polled=True, quiet_polls=known.quiet_polls)
         delay = next_delay(fresh, self._interval, failed=False, busy=bool(changes) or fresh.busy())
         return delay, self._hand_over(sid, known, fresh, changes)
 

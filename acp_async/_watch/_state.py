@@ -18,11 +18,12 @@ import attrs
 
 from ..models import TERMINAL_STATUSES, RunStatus
 
-__all__ = ("Seen", "ServerState", "fingerprint", "id_digest")
+__all__ = ("Seen", "ServerState", "fingerprint", "id_digest", "page_digest")
 
 try:
     import orjson
 except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
+    orjson = None  # type: ignore[assignment]
 
     def _dumps(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
@@ -32,6 +33,12 @@ else:
 
     def _dumps(value: Any) -> bytes:
         return orjson.dumps(value, option=_SORTED)
+
+
+try:
+    import xxhash
+except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
+    xxhash = None  # type: ignore[assignment]
 
 
 DIGEST_SIZE = 6  # 48 bits: a collision between two versions of one run is ~2**-48
@@ -55,12 +62,21 @@ _FIELD_KEYS = (
     "threadTitle",
 )
 _TIME_POSITIONS = (_FIELD_KEYS.index("createdAt"), _FIELD_KEYS.index("completedAt"))
-_HEADER = struct.Struct(">BBBH")  # flags, quiet polls, errors, run count
+_HEADER = struct.Struct(">BBBH8s")  # flags, quiet polls, errors, run count, page digest
 _RECORD = struct.Struct(f">{DIGEST_SIZE}s{DIGEST_SIZE}sBI")  # id, fields, status, changes
 _POLLED = 1
 _STATUSES: tuple[RunStatus | None, ...] = (None, *RunStatus)
 _CODES = {status: code for code, status in enumerate(_STATUSES)}
 _OTHER = 255  # a status this version does not know: its text follows the records
+
+
+def page_digest(items: list[Any]) -> bytes:
+    """A digest of a whole page, to skip the per-run diff of an unchanged one; b"" when
+    the ``speed`` extra (orjson and xxhash) is missing, as then it would cost more than
+    it saves. Only ever compared with itself: a mismatch just means a full diff."""
+    if orjson is None or xxhash is None:
+        return b""
+    return xxhash.xxh3_64_digest(orjson.dumps(items))
 
 
 def id_digest(run_id: str) -> bytes:
@@ -112,13 +128,12 @@ class ServerState:
     polled: bool = False
     quiet_polls: int = 0
     errors: int = 0
+    page: bytes = b""  # page_digest of the last page (b"": none)
 
     def pack(self) -> bytes:
         flags = _POLLED if self.polled else 0
-        head = _HEADER.pack(
-            flags, min(self.quiet_polls, 255), min(self.errors, 255), len(self.runs)
-        )
-        parts = [head]
+        quiet, errors = min(self.quiet_polls, 255), min(self.errors, 255)
+        parts = [_HEADER.pack(flags, quiet, errors, len(self.runs), self.page)]
         others = []
         for digest, seen in self.runs.items():
             code = _CODES.get(seen.status, _OTHER)  # type: ignore[arg-type]
@@ -132,7 +147,7 @@ class ServerState:
     def unpack(cls, blob: bytes) -> ServerState:
         """Raises ValueError when ``blob`` is not a packed state."""
         try:
-            flags, quiet, errors, count = _HEADER.unpack_from(blob)
+            flags, quiet, errors, count, page = _HEADER.unpack_from(blob)
             end = _HEADER.size + count * _RECORD.size
             records = list(_RECORD.iter_unpack(blob[_HEADER.size : end]))
         except struct.error as exc:
@@ -152,7 +167,10 @@ class ServerState:
             else:
                 raise ValueError(f"not a packed watch state: status code {code}")
             runs[digest] = Seen(fields, status, changes)
-        return cls(runs, polled=bool(flags & _POLLED), quiet_polls=quiet, errors=errors)
+        if page == bytes(8):
+            page = b""
+        polled = bool(flags & _POLLED)
+        return cls(runs, polled=polled, quiet_polls=quiet, errors=errors, page=page)
 
     def busy(self) -> bool:
         """A run not yet terminal: the server is polled at the busy cadence."""

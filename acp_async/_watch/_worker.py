@@ -25,7 +25,6 @@ from ._diff import diff
 from ._poll import FetchPage, poll
 from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore
 from ._schedule import next_delay
-from ._state import ServerState
 
 __all__ = ("Worker", "event_key")
 
@@ -122,7 +121,7 @@ class Worker:
         events: list[tuple[str, str, bytes, str]] = []
         if not isinstance(outcome, ACPError):
             try:
-                latest, changes = diff(outcome, known)
+                fresh, changes = diff(outcome, known)
             except ACPError as exc:
                 outcome = exc
         failed = isinstance(outcome, ACPError)
@@ -133,7 +132,6 @@ class Worker:
             fresh = known
         else:
             self._observer.watch_polled(ok=True, late=claim.late)
-            fresh = ServerState(latest, polled=True, quiet_polls=known.quiet_polls)
             busy = bool(changes) or fresh.busy()
             delay = next_delay(fresh, self._interval, failed=False, busy=busy)
             for change in changes:
