@@ -192,3 +192,17 @@ def test_bad_fleet_options_fail_at_construction() -> None:
         RedisFleet("redis://127.0.0.1:1/0", lease=0)
     with pytest.raises(TypeError):
         RedisFleet("redis://127.0.0.1:1/0", limit="5")  # type: ignore[arg-type]
+
+
+def test_import_loads_neither_redis_nor_xxhash() -> None:
+    """`import acp_async` (and a watch's first page digest aside) loads no optional extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, acp_async;"
+        "assert 'redis' not in sys.modules, 'redis';"
+        "assert 'xxhash' not in sys.modules, 'xxhash';"
+        "assert 'acp_async.fleet' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

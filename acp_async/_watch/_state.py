@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +36,7 @@ else:
         return orjson.dumps(value, option=_SORTED)
 
 
-try:
-    import xxhash
-except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
-    xxhash = None  # type: ignore[assignment]
+_page_hash: Callable[[bytes], bytes] | None = None
 
 
 DIGEST_SIZE = 6  # 48 bits: a collision between two versions of one run is ~2**-48
@@ -74,9 +72,25 @@ def page_digest(items: list[Any]) -> bytes:
     """A digest of a whole page, to skip the per-run diff of an unchanged one; b"" when
     the ``speed`` extra (orjson and xxhash) is missing, as then it would cost more than
     it saves. Only ever compared with itself: a mismatch just means a full diff."""
-    if orjson is None or xxhash is None:
+    global _page_hash  # noqa: PLW0603 - looked up once, on first use
+    if _page_hash is None:
+        _page_hash = _xxh3()
+    if orjson is None or _page_hash is _no_hash:
         return b""
-    return xxhash.xxh3_64_digest(orjson.dumps(items))
+    return _page_hash(orjson.dumps(items))
+
+
+def _no_hash(data: bytes) -> bytes:
+    return b""
+
+
+def _xxh3() -> Callable[[bytes], bytes]:
+    """Imported when first needed, so ``import acp_async`` loads no optional package."""
+    try:
+        import xxhash  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
+        return _no_hash
+    return xxhash.xxh3_64_digest
 
 
 def id_digest(run_id: str) -> bytes:
