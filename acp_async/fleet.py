@@ -118,7 +118,7 @@ class RedisFleet:
 
     async def __aenter__(self) -> Self:
         self._redis = aioredis.Redis.from_url(
-            self._url, socket_timeout=max(5.0, self._lease), socket_connect_timeout=5.0
+            self._url, socket_timeout=self._socket_timeout(), socket_connect_timeout=5.0
         )
         self._store = RedisStore(self._redis, self._name)
         return self
@@ -136,6 +136,10 @@ class RedisFleet:
         if self._redis is not None:
             redis, self._redis, self._store = self._redis, None, None
             await redis.aclose()
+
+    def _socket_timeout(self) -> float:
+        """Long enough for any script, and for a blocking read (``events`` caps ``block``)."""
+        return max(30.0, self._lease)
 
     def _opened(self) -> RedisStore:
         if self._store is None:
@@ -185,7 +189,8 @@ class RedisFleet:
         for what, value in (("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{what} must be a non-empty str, got {value!r}")
-        wait_ms = int(_validate.positive_seconds("block", block) * 1000)
+        wait = min(_validate.positive_seconds("block", block), self._socket_timeout() - 5)
+        wait_ms = int(wait * 1000)
         idle_ms = int(_validate.positive_seconds("claim_idle", claim_idle) * 1000)
         return self._events(group, consumer, max(1, wait_ms), max(1, idle_ms))
 
