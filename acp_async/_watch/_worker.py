@@ -39,6 +39,14 @@ def event_key(server_id: str, run_id: str, number: int) -> str:
     return f"{quote(server_id, safe='')}/{quote(run_id, safe='')}/{number}"
 
 
+def _stop_if_cancelled() -> None:
+    """A cancellation some library swallowed (the task still says it is being
+    cancelled) still stops the worker: SIGTERM must end it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
@@ -80,6 +88,7 @@ class Worker:
     async def _loop(self) -> None:
         finished: list[tuple[Claim, list[Any] | ACPError]] = []
         while True:
+            _stop_if_cancelled()
             commits = [self._settle(claim, outcome) for claim, outcome in finished]
             finished = []
             free = self._slots - len(self._in_flight) - len(self._held)
@@ -149,6 +158,7 @@ class Worker:
                     self._id, self._max_events, commits, self._lease, free
                 )
             except REDIS_UNAVAILABLE as exc:
+                _stop_if_cancelled()
                 self._redis_failures += 1
                 pause = min(_MAX_REDIS_BACKOFF, 0.05 * 2**self._redis_failures)
                 log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
