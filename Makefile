@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LATEST := .venv-latest
 LATEST_PY := $(LATEST)/bin/python
 
-.PHONY: redis-server test lint typecheck pytest pytest-latest demo bench soak clean
+.PHONY: redis-server test lint typecheck pytest pytest-latest install-check dist demo bench soak clean
 
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,18 @@ redis-server:
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
 		|| echo "redis-server missing: the fleet tests will skip (in CI they fail)"
 
-test: redis-server lint typecheck pytest pytest-latest
+test: redis-server lint typecheck pytest pytest-latest install-check
+
+# The sdist and the wheel in dist/, with their metadata checked (README renders on PyPI).
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# The wheel installed as a user would, in a fresh virtualenv outside the repository:
+# `acp-async --version` and one `runs list` against `acp-async fake-server`.
+install-check: dist
+	PYTHON=$(PYTHON) bash .ci/install-check
 
 # The reliability suite scaled up (20 chaos rounds of 500 servers on one client, a 2000-cycle
 # watch under faults, 3000 Hypothesis bodies over HTTP); about two minutes, bounded by --timeout.
@@ -62,4 +73,4 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache dist

@@ -1,7 +1,6 @@
 """acp-async: the async-first, typed SDK for reading Computer Agents (ACP) agent runs."""
 
-import logging
-
+from . import _log  # noqa: F401 - the logger and its NullHandler, set up once
 from ._client import ACPClient
 from ._config import InsecureTransportWarning
 from ._converter import to_json
@@ -26,9 +25,6 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import AgentRun, AgentRunList, RunEvent, RunMode, RunStatus, ServerRuns
-
-# A library logs; the application decides where it goes (and nothing is printed).
-logging.getLogger("acp_async").addHandler(logging.NullHandler())
 
 __all__ = (
     "ACPClient",

@@ -15,8 +15,14 @@ from ._version import __version__
 
 DEFAULT_BASE_URL = "https://api.computer-agents.com"
 API_KEY_ENV = ("ACP_API_KEY", "COMPUTER_AGENTS_API_KEY")
-BASE_URL_ENV = ("ACP_BASE_URL", "COMPUTER_AGENTS_BASE_URL")
+RUNTIME_TOKEN_ENV = ("COMPUTER_AGENTS_RUNTIME_TOKEN",)
+# The official SDK reads both of its own names, in this order.
+BASE_URL_ENV = ("ACP_BASE_URL", "COMPUTER_AGENTS_BASE_URL", "COMPUTER_AGENTS_API_URL")
+# Where the platform tells code inside a resource to call it (runtime authorization only).
+PLATFORM_URL_ENV = ("COMPUTER_AGENTS_PLATFORM_API_URL",)
 ORGANIZATION_HEADER = "X-Computer-Agents-Organization"
+RUNTIME_TOKEN_HEADER = "X-Computer-Agents-Runtime-Token"
+_AUTH_HEADERS = ("Authorization", RUNTIME_TOKEN_HEADER)
 USER_AGENT = f"acp-async/{__version__}"
 
 
@@ -80,11 +86,36 @@ def _header_value(name: str, value: object) -> str:
     return value
 
 
+def _credentials(api_key: str | None, runtime_token: str | None) -> tuple[str | None, str | None]:
+    """(api key, runtime token), exactly one set: an argument beats the environment, and an
+    API key found there beats a runtime token found there."""
+    if api_key is not None and runtime_token is not None:
+        raise ValueError("pass api_key or runtime_token, not both")
+    if api_key is None and runtime_token is None:
+        api_key = _from_env(API_KEY_ENV)
+        if api_key is None:
+            runtime_token = _from_env(RUNTIME_TOKEN_ENV)
+    if not api_key and not runtime_token:
+        raise ValueError(
+            "no API key: pass ACPClient(api_key=...) or set the ACP_API_KEY "
+            "(or COMPUTER_AGENTS_API_KEY) environment variable; code running inside an ACP "
+            "resource may pass runtime_token=... or set COMPUTER_AGENTS_RUNTIME_TOKEN instead"
+        )
+    if api_key is not None:
+        return _header_value("api_key", api_key), None
+    return None, _header_value("runtime_token", runtime_token)
+
+
 @attrs.frozen
 class ClientConfig:
-    """Everything a client needs to send requests; the token never shows in ``repr``."""
+    """Everything a client needs to send requests; the token never shows in ``repr``.
 
-    api_key: str = attrs.field(repr=False)
+    Exactly one of ``api_key`` (sent as ``Authorization: Bearer``) and ``runtime_token``
+    (sent as ``X-Computer-Agents-Runtime-Token``, for code inside an ACP resource) is set.
+    """
+
+    api_key: str | None = attrs.field(repr=False)
+    runtime_token: str | None = attrs.field(repr=False)
     base_url: URL
     organization_id: str | None
     timeout: float
@@ -94,11 +125,17 @@ class ClientConfig:
     max_response_bytes: int
     headers: CIMultiDictProxy[str] = attrs.field(repr=False)
 
+    @property
+    def secret(self) -> str:
+        """The token this client authenticates with, whichever kind it is."""
+        return self.api_key or self.runtime_token or ""
+
     @classmethod
     def resolve(
         cls,
         api_key: str | None,
         *,
+        runtime_token: str | None,
         base_url: str | None,
         organization_id: str | None,
         timeout: float,
@@ -109,30 +146,35 @@ class ClientConfig:
         max_response_bytes: int,
     ) -> ClientConfig:
         """Apply argument > ``ACP_*`` > ``COMPUTER_AGENTS_*`` > default, and validate."""
-        key = api_key if api_key is not None else _from_env(API_KEY_ENV)
-        if not key:
-            raise ValueError(
-                "no API key: pass ACPClient(api_key=...) or set the ACP_API_KEY "
-                "(or COMPUTER_AGENTS_API_KEY) environment variable"
-            )
-        _header_value("api_key", key)
-        url = normalize_base_url(base_url or _from_env(BASE_URL_ENV) or DEFAULT_BASE_URL)
+        key, runtime = _credentials(api_key, runtime_token)
+        url_env = BASE_URL_ENV if key else BASE_URL_ENV + PLATFORM_URL_ENV
+        url = normalize_base_url(base_url or _from_env(url_env) or DEFAULT_BASE_URL)
         # Case-insensitive, so a caller's "authorization" cannot ride along beside ours.
         headers = CIMultiDict(
-            # We inflate bodies ourselves (see _body), so we name what we can inflate.
+            # We inflate bodies ourselves (see _response), so we name what we can inflate.
             {
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
                 "Accept-Encoding": "gzip, deflate",
             }
         )
-        for name, value in (default_headers or {}).items():
-            headers[_header_value("default_headers key", name)] = _header_value(name, value)
-        headers["Authorization"] = f"Bearer {key}"
+        for raw_name, value in (default_headers or {}).items():
+            name = _header_value("default_headers key", raw_name)
+            if name.lower() in (h.lower() for h in _AUTH_HEADERS):
+                raise ValueError(
+                    f"default_headers must not set {name}: pass the token as "
+                    "api_key= or runtime_token= (it is then kept out of reprs and logs)"
+                )
+            headers[name] = _header_value(name, value)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        else:
+            headers[RUNTIME_TOKEN_HEADER] = runtime or ""
         if organization_id:
             headers[ORGANIZATION_HEADER] = _header_value("organization_id", organization_id)
         return cls(
             api_key=key,
+            runtime_token=runtime,
             base_url=url,
             organization_id=organization_id,
             timeout=positive_seconds("timeout", timeout),

@@ -4,20 +4,23 @@ Two cattrs converters share the same declarative rules: a fast one for good
 responses, and a detailed one that only runs to explain a failure with a
 ``$.path``. Renames come from the field names (snake_case to camelCase); the
 only hand-written hooks are per type: strict scalars, datetimes, open enums.
+The fast converter's model functions are written by ``_codegen`` from the same
+fields and annotations, with those per-type checks inline; the detailed one
+keeps cattrs' own generated functions.
 """
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, get_args
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._codegen import make_structure_fn, open_enum
 from .errors import ResponseValidationError
 from .models import AgentRun, AgentRunList
 
@@ -76,22 +79,12 @@ def _structure_object(value: Any, _: Any) -> dict[str, Any]:
     return value
 
 
-def _open_enum(tp: Any) -> type[Enum] | None:
-    """The enum of an ``Enum | str`` union: known values become members, others stay str."""
-    if get_origin(tp) not in (Union, types.UnionType):
-        return None
-    args = set(get_args(tp)) - {type(None)}
-    enums = [a for a in args if isinstance(a, type) and issubclass(a, Enum)]
-    if len(enums) == 1 and args == {enums[0], str}:
-        return enums[0]
-    return None
-
-
 def _open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
-    members = _open_enum(tp)._value2member_map_  # type: ignore[union-attr]
+    members = open_enum(tp)._value2member_map_  # type: ignore[union-attr]
+    optional = type(None) in get_args(tp)
 
     def structure(value: Any, _: Any) -> Any:
-        if value is None:
+        if value is None and optional:
             return None
         if type(value) is not str:
             raise TypeError(f"expected str, got {type(value).__name__}")
@@ -113,19 +106,21 @@ def _list_at(body: dict[str, Any], key: str) -> list[Any]:
     return items
 
 
-def _run_id(item: Any) -> str | None:
-    run_id = item.get("id") if type(item) is dict else None
-    return run_id if type(run_id) is str else None
+def merge_runs(body: Any) -> dict[str, Any]:
+    """Fold ``runs`` into ``data`` (``data`` first, merged by id) so each run is structured once.
 
-
-def _merge_runs(body: Any) -> dict[str, Any]:
-    """Fold ``runs`` into ``data`` (``data`` first, merged by id) so each run is structured once."""
+    Only string ids match; an item without one (or not an object) is always kept.
+    """
     if type(body) is not dict:
         raise ResponseValidationError(f"$: expected an object, got {type(body).__name__}")
     data, runs = _list_at(body, "data"), _list_at(body, "runs")
     if runs:
-        seen = {_run_id(item) for item in data} - {None}
-        data = data + [item for item in runs if _run_id(item) not in seen]
+        seen = {i for item in data if type(item) is dict and type(i := item.get("id")) is str}
+        data = data + [
+            item
+            for item in runs
+            if type(item) is not dict or type(i := item.get("id")) is not str or i not in seen
+        ]
     return body if data is body.get("data") else {**body, "data": data}
 
 
@@ -135,12 +130,12 @@ def page_items(body: Any) -> list[Any]:
     For the watch, which fingerprints items and structures only new or changed ones
     (one at a time, with ``structure(item, AgentRun)``).
     """
-    items: list[Any] = _merge_runs(body)["data"]
+    items: list[Any] = merge_runs(body)["data"]
     return items
 
 
 def _objects_only(fn: Callable[[Any, Any], T]) -> Callable[[Any, Any], T]:
-    """Generated structure functions accept any container; a run must be a JSON object."""
+    """cattrs' functions accept any container; a run must be a JSON object."""
 
     def structure(value: Any, cls: Any) -> T:
         if type(value) is not dict:
@@ -161,15 +156,17 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(bool | None, _strict_or_none(bool))
     converter.register_structure_hook(dict[str, Any] | None, _strict_or_none(dict))
     converter.register_structure_hook(datetime | None, _structure_datetime_or_none)
-    converter.register_structure_hook_factory(lambda t: _open_enum(t) is not None, _open_enum_hook)
+    converter.register_structure_hook_factory(lambda t: open_enum(t) is not None, _open_enum_hook)
 
     def camel_case_fn(cls: type[Any]) -> Callable[[Any, Any], Any]:
+        if not detailed:  # straight-line code with the checks above inline
+            return make_structure_fn(cls, converter, _camel)
         renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
-        return make_dict_structure_fn(cls, converter, **renames)  # type: ignore[arg-type]
+        return _objects_only(make_dict_structure_fn(cls, converter, **renames))  # type: ignore[arg-type]
 
-    converter.register_structure_hook(AgentRun, _objects_only(camel_case_fn(AgentRun)))
+    converter.register_structure_hook_factory(attrs.has, camel_case_fn)
     converter.register_unstructure_hook(datetime, _iso_8601)
-    converter.register_unstructure_hook_func(lambda t: _open_enum(t) is not None, _enum_value)
+    converter.register_unstructure_hook_func(lambda t: open_enum(t) is not None, _enum_value)
     converter.register_unstructure_hook(
         AgentRun,
         make_dict_unstructure_fn(
@@ -181,13 +178,14 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
     )
     run_list = camel_case_fn(AgentRunList)
     converter.register_structure_hook(
-        AgentRunList, lambda body, cls: run_list(_merge_runs(body), cls)
+        AgentRunList, lambda body, cls: run_list(merge_runs(body), cls)
     )
     return converter
 
 
 _fast = _make_converter(detailed=False)
 _detailed = _make_converter(detailed=True)
+_fast_run = _fast.get_structure_hook(AgentRun)
 
 
 def _json_path(message: str) -> str:
@@ -196,16 +194,40 @@ def _json_path(message: str) -> str:
     return f"{text}{sep}{'.'.join(_camel(part) for part in path.split('.'))}" if sep else message
 
 
-def _explain(exc: BaseException) -> str:
-    messages = [_json_path(m) for m in cattrs.transform_error(exc, path="$")]
-    shown = "; ".join(messages[:_MAX_REPORTED_ERRORS])
-    more = len(messages) - _MAX_REPORTED_ERRORS
-    return f"{shown}; and {more} more" if more > 0 else shown
+def _explained(exc: BaseException, path: str) -> ResponseValidationError:
+    """The error for a failed replay: each problem with its JSON path, the first few told."""
+    problems = tuple(_json_path(m) for m in cattrs.transform_error(exc, path=path))
+    shown = "; ".join(problems[:_MAX_REPORTED_ERRORS])
+    more = len(problems) - _MAX_REPORTED_ERRORS
+    message = f"{shown}; and {more} more" if more > 0 else shown
+    return ResponseValidationError(f"unexpected response shape: {message}", problems=problems)
 
 
 def to_json(run: AgentRun) -> dict[str, Any]:
     """A run as the API would send it: camelCase keys, ISO 8601 times, absent fields left out."""
     return _fast.unstructure(run)  # type: ignore[no-any-return]
+
+
+# OverflowError: int(inf) from a cattrs int hook (no model field is an int yet).
+_FAILURES = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    cattrs.BaseValidationError,
+)
+
+
+def _replay(body: Any, cls: type[Any], path: str) -> ResponseValidationError:
+    """The fast path cannot say where it failed: cattrs' detailed function can."""
+    try:
+        _detailed.structure(body, cls)
+    except ResponseValidationError as exc:
+        return exc
+    except _FAILURES as exc:
+        return _explained(exc, path)
+    return ResponseValidationError("unexpected response shape")  # pragma: no cover
 
 
 def structure(body: Any, cls: type[T]) -> T:
@@ -214,12 +236,15 @@ def structure(body: Any, cls: type[T]) -> T:
         return _fast.structure(body, cls)
     except ResponseValidationError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError):
-        pass  # the fast path cannot say where; replay in detail below
+    except _FAILURES:
+        pass  # raised outside the except block: no chained fast-path error
+    raise _replay(body, cls, "$")
+
+
+def structure_run(item: Any, path: str = "$") -> AgentRun:
+    """One run from its decoded JSON object; errors name ``path`` (say ``$.data[3]``) first."""
     try:
-        _detailed.structure(body, cls)
-    except ResponseValidationError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError) as exc:
-        raise ResponseValidationError(f"unexpected response shape: {_explain(exc)}") from None
-    raise ResponseValidationError("unexpected response shape")  # pragma: no cover
+        return _fast_run(item, AgentRun)  # type: ignore[no-any-return]
+    except _FAILURES:
+        pass
+    raise _replay(item, AgentRun, path)

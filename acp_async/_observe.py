@@ -27,7 +27,7 @@ class Observer:
         """
 
     def retried(self, reason: str) -> None:
-        """A call will try again; ``reason`` is an outcome or a status (``"429"``, ``"timeout"``)."""
+        """A call will try again; ``reason`` is a status or a failure (``"429"``, ``"timeout"``)."""
 
     def rate_limited(self, seconds: float) -> None:
         """The client's shared 429 cool-down grew by ``seconds`` of wall-clock time."""

@@ -1,4 +1,9 @@
-"""When to retry, how long to wait, and the pause a 429 imposes on the whole client."""
+"""The one owner of "try again?": which errors are transient, how long to wait, and the
+pause a 429 imposes on the whole client.
+
+The client's send loop, ``wait_for`` and the watch all ask ``RetryPolicy.is_transient``;
+``RetryPolicy.delay`` is pure, and the caller extends the shared ``CoolDown`` itself.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import attrs
+
+from .errors import ACPError, APIConnectionError, APIStatusError
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -28,8 +35,8 @@ def instant_backoff() -> Iterator[None]:
         _instant = previous
 
 
-def scaled(delay: float) -> float:
-    """A client-chosen delay, or zero under ``instant_backoff``."""
+def client_delay(delay: float) -> float:
+    """A delay the client chose (not the server), or zero under ``instant_backoff``."""
     return 0.0 if _instant else delay
 
 
@@ -50,7 +57,30 @@ class RetryPolicy:
     def backoff(self, retry: int) -> float:
         """Delay before retry number ``retry`` (1-based)."""
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry - 1))
-        return scaled(random.uniform(0, ceiling))
+        return client_delay(random.uniform(0, ceiling))
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Could the same request succeed if sent again later?
+
+        Connection errors, timeouts and statuses 408, 409, 429, 500, 502-504 could; a
+        malformed 2xx body or any other status will not fix itself.
+        """
+        if isinstance(exc, APIStatusError):
+            return exc.status in RETRYABLE_STATUSES
+        return isinstance(exc, APIConnectionError)
+
+    def delay(self, exc: ACPError, attempt: int, time_left: float) -> float | None:
+        """Seconds to wait before retrying after ``exc`` on attempt ``attempt`` (1-based), or
+        None to give up: not transient, out of retries, a ``Retry-After`` beyond the cap, or
+        no time left for the wait. It changes nothing: a 429's shared pause is the caller's.
+        """
+        if attempt > self.max_retries or not self.is_transient(exc):
+            return None
+        retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None
+        wait = retry_after if retry_after is not None else self.backoff(attempt)
+        return wait if wait < time_left else None
 
     def budget(self, attempt_timeout: float) -> float:
         """The longest a whole call may take: every attempt plus every capped wait."""
@@ -88,5 +118,10 @@ class CoolDown:
     def remaining(self) -> float:
         return max(0.0, self._until - self._clock())
 
-    def extend(self, seconds: float) -> None:
-        self._until = max(self._until, self._clock() + seconds)
+    def extend(self, seconds: float) -> float:
+        """Pause until ``seconds`` from now (if later); returns how much the pause grew."""
+        now = self._clock()
+        until = now + seconds
+        grown = max(0.0, until - max(self._until, now))
+        self._until = max(self._until, until)
+        return grown

@@ -27,10 +27,11 @@ def shard_of(server_id: str, count: int) -> int:
 
 def shard(server_ids: Iterable[str], index: int, count: int) -> Iterator[str]:
     """The ids that worker ``index`` of ``count`` owns; the same on every host and run."""
+    ids = _validate.server_id_iterable(server_ids)
     count = _validate.int_at_least("count", count, 1)
     if count > MAX_SHARDS:
         raise ValueError(f"count must be <= {MAX_SHARDS} (each id is scored once per shard)")
     index = _validate.int_at_least("index", index, 0)
     if index >= count:
         raise ValueError(f"index must be < count ({count}), got {index}")
-    return (sid for sid in server_ids if shard_of(_validate.taken_server_id(sid), count) == index)
+    return (sid for sid in ids if shard_of(_validate.taken_server_id(sid), count) == index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from urllib.parse import quote
 
 
@@ -47,3 +48,10 @@ def positive_seconds(name: str, value: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def server_id_iterable(server_ids: Iterable[str]) -> Iterable[str]:
+    """An iterable of ids, not one id: a str is an iterable of its characters."""
+    if isinstance(server_ids, str | bytes):
+        raise TypeError("server_ids must be an iterable of server ids, not a single string")
+    return server_ids

@@ -16,7 +16,9 @@
         ├── RateLimitError              429 (.retry_after)
         └── InternalServerError         >= 500
 
-Messages never contain the API token: it is not part of any URL or body we quote.
+Every error raised for a request carries ``.url``, the URL that was asked for, set once
+by the send path; messages do not repeat it. Messages never contain the token: it is not
+part of any URL or body we quote.
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ _BODY_EXCERPT = 500
 
 
 class ACPError(Exception):
-    """Root of every error acp-async raises on purpose."""
+    """Root of every error acp-async raises on purpose.
+
+    ``url`` is the request's URL (a ``str``) when the error came from a request, else None.
+    """
+
+    url: str | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors do not pickle by default; shard workers in other
@@ -72,7 +79,15 @@ class APITimeoutError(APIConnectionError, TimeoutError):
 
 
 class ResponseValidationError(ACPError):
-    """The server answered 2xx, but not with a body we can trust."""
+    """The server answered 2xx, but not with a body we can trust.
+
+    ``problems`` holds each thing found wrong (say ``"expected str, got int @ $.data[0].id"``);
+    the message joins them.
+    """
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
 
 
 class WaitTimeoutError(ACPError, TimeoutError):

@@ -41,7 +41,7 @@ class RunMode(StrEnum):
 TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class AgentRun:
     """One agent run. Every field is None when the server left it out."""
 
@@ -69,7 +69,7 @@ class AgentRun:
         return self.status in TERMINAL_STATUSES
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class AgentRunList:
     """One page of a server's runs: ``data`` merges the response's ``data`` and ``runs``."""
 
@@ -82,7 +82,7 @@ class AgentRunList:
         return len(self.data)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class ServerRuns:
     """The outcome of one server in a fan-out: ``result`` or ``error``, never both."""
 
@@ -91,7 +91,7 @@ class ServerRuns:
     error: ACPError | None = None
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)
 class RunEvent:
     """A change seen by ``watch``: a run created or updated, or an error polling a server."""
 

@@ -11,7 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import converter_scenarios, http_bench, report, watch_scenario
+from . import (
+    cli_scenario,
+    converter_scenarios,
+    http_bench,
+    report,
+    tls,
+    wan_scenario,
+    watch_scenario,
+)
 
 FULL = {
     "requests": 2000,
@@ -23,6 +31,14 @@ FULL = {
     "memory_pages": 500,  # 10,000 runs
     "fleets": [100, 1000, 10000],
     "polls": 4,
+    "wan_requests": 2000,
+    "wan_concurrency": 100,
+    "wan_threads": 50,
+    "wan_sequential": 60,  # 50 ms each: 2,000 would take 100 s
+    "wan_reps": 3,
+    "wan_delay": 0.05,
+    "cli_servers": 2000,
+    "cli_reps": 4,
 }
 SMOKE = {
     "requests": 24,
@@ -34,6 +50,14 @@ SMOKE = {
     "memory_pages": 2,
     "fleets": [5, 10],
     "polls": 2,
+    "wan_requests": 20,
+    "wan_concurrency": 10,
+    "wan_threads": 4,
+    "wan_sequential": 2,
+    "wan_reps": 1,
+    "wan_delay": 0.01,
+    "cli_servers": 10,
+    "cli_reps": 1,
 }
 
 
@@ -48,6 +72,33 @@ def run(sizes: dict[str, object], out: Path | None) -> dict[str, object]:
         concurrency=s["concurrency"],  # type: ignore[arg-type]
         reps=s["reps"],  # type: ignore[arg-type]
     )
+    if tls.available():
+        print("HTTP scenarios over TLS ...", file=sys.stderr)
+        results["https"] = http_bench.measure(
+            requests=s["requests"],  # type: ignore[arg-type]
+            servers=s["servers"],  # type: ignore[arg-type]
+            concurrency=s["concurrency"],  # type: ignore[arg-type]
+            reps=s["reps"],  # type: ignore[arg-type]
+            keys=["a", "b", "c"],
+            tls=True,
+        )
+    print("WAN scenario ...", file=sys.stderr)
+    results["wan"] = wan_scenario.measure(
+        requests=s["wan_requests"],  # type: ignore[arg-type]
+        servers=s["servers"],  # type: ignore[arg-type]
+        concurrency=s["wan_concurrency"],  # type: ignore[arg-type]
+        threads=s["wan_threads"],  # type: ignore[arg-type]
+        sequential=s["wan_sequential"],  # type: ignore[arg-type]
+        reps=s["wan_reps"],  # type: ignore[arg-type]
+        delay=s["wan_delay"],  # type: ignore[arg-type]
+    )
+    if cli_scenario.available():
+        print("CLI with and without uvloop ...", file=sys.stderr)
+        results["cli"] = cli_scenario.measure(
+            servers=s["cli_servers"],  # type: ignore[arg-type]
+            concurrency=s["concurrency"],  # type: ignore[arg-type]
+            reps=s["cli_reps"],  # type: ignore[arg-type]
+        )
     print("converter scenarios ...", file=sys.stderr)
     results["converter"] = converter_scenarios.throughput(s["pages"], s["rounds"])  # type: ignore[arg-type]
     results["memory"] = converter_scenarios.memory(s["memory_pages"])  # type: ignore[arg-type]

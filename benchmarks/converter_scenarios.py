@@ -24,7 +24,7 @@ from .payload import RUNS_PER_PAGE, page_bytes
 def _cases() -> dict[str, tuple[Callable[[bytes], Any], Callable[[Any], Any]]]:
     """name -> (from bytes, from decoded dict)."""
     cases: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], Any]]] = {
-        "acp_async (cattrs)": (
+        "acp_async (generated)": (
             lambda b: _converter.structure(_json.loads(b), AgentRunList),
             lambda d: _converter.structure(d, AgentRunList),
         ),

@@ -23,19 +23,28 @@ def _ids(requests: int, servers: int) -> list[str]:
 
 
 def measure(
-    *, requests: int, servers: int, concurrency: int, reps: int, keys: list[str] | None = None
+    *,
+    requests: int,
+    servers: int,
+    concurrency: int,
+    reps: int,
+    keys: list[str] | None = None,
+    tls: bool = False,
 ) -> dict[str, Any]:
-    """Per scenario: requests per second and the server's CPU share, one value per rep."""
+    """Per scenario: requests per second and the server's CPU share, one value per rep.
+
+    With ``tls`` the load server serves https with a certificate made for this run.
+    """
     keys = keys or available()
     ids = _ids(requests, servers)
     warm = _ids(concurrency, servers)
     rates: dict[str, list[float]] = {k: [] for k in keys}
     server_cpu: dict[str, list[float]] = {k: [] for k in keys}
-    with LoadServer() as server, asyncio.Runner() as runner:
+    with LoadServer(tls=tls) as server, asyncio.Runner() as runner:
         for rep in range(reps):
             order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
             for key in order:
-                scenario = SCENARIOS[key](server.base_url, concurrency)
+                scenario = SCENARIOS[key](server.base_url, concurrency, server.ssl_context)
                 if scenario.is_async:
                     runner.run(scenario.open())
                     runner.run(scenario.run(warm))  # a warm pool for everyone

@@ -1,14 +1,16 @@
 """The HTTP scenarios: the same GETs over the same load server, one client stack each.
 
-Each scenario is a factory: ``setup(base_url, concurrency)`` returns an object with an
-async (or sync) ``run(server_ids)`` and a ``close()``. Connections are opened before the
-clock starts (one warm-up batch), so every stack is timed on a warm pool.
+Each scenario is a factory: ``setup(base_url, concurrency, ssl_context)`` returns an object
+with an async (or sync) ``run(server_ids)`` and a ``close()``. Connections are opened before
+the clock starts (one warm-up batch), so every stack is timed on a warm pool. Over https
+every aiohttp stack trusts the load server through the same ``ssl_context``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,14 +45,17 @@ class RawRead:
     name = "a. aiohttp read()"
     is_async = True
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(
+        self, base_url: str, concurrency: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._base = base_url
         self._concurrency = concurrency
+        self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100),
+            connector=_connector(self._ssl),
             headers={"Authorization": f"Bearer {TOKEN}"},
         )
 
@@ -80,19 +85,36 @@ class RawJson(RawRead):
         return json.loads(body)
 
 
+def _connector(context: ssl.SSLContext | None) -> aiohttp.TCPConnector:
+    """100 connections; over https, trusting the load server's certificate only."""
+    return aiohttp.TCPConnector(limit=100, ssl=context if context is not None else True)
+
+
 class Ours:
-    """(c) ``acp_async`` ``list_many``: typed, validated, retried, merged runs."""
+    """(c) ``acp_async`` ``list_many``: typed, validated, retried, merged runs.
+
+    Over https it borrows a session whose connector trusts the load server (the way a
+    user with a private CA does); over http the client makes its own.
+    """
 
     name = "c. acp_async list_many"
     is_async = True
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(
+        self, base_url: str, concurrency: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._base = base_url
         self._concurrency = concurrency
+        self._ssl = ssl_context
         self._client: ACPClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        self._client = ACPClient(TOKEN, base_url=self._base, max_connections=100)
+        if self._ssl is not None:
+            self._session = aiohttp.ClientSession(connector=_connector(self._ssl))
+        self._client = ACPClient(
+            TOKEN, base_url=self._base, max_connections=100, session=self._session
+        )
         await self._client.__aenter__()
 
     async def run(self, ids: Sequence[str]) -> int:
@@ -109,6 +131,8 @@ class Ours:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._session is not None:
+            await self._session.close()
 
 
 class HttpxPydantic:
@@ -117,9 +141,12 @@ class HttpxPydantic:
     name = "d. httpx + pydantic v2"
     is_async = True
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(
+        self, base_url: str, concurrency: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._base = base_url
         self._concurrency = concurrency
+        self._verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
 
     async def open(self) -> None:
         import httpx  # noqa: PLC0415 - optional
@@ -131,6 +158,7 @@ class HttpxPydantic:
             base_url=self._base,
             headers={"Authorization": f"Bearer {TOKEN}"},
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+            verify=self._verify,
         )
 
     async def _get(self, sid: str) -> Any:
@@ -157,7 +185,11 @@ class Official:
     is_async = False
     threads = 0
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
+    def __init__(
+        self, base_url: str, concurrency: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        if ssl_context is not None:
+            raise ValueError("the official SDK takes no SSL context: http only")
         self._base = base_url
         self._concurrency = concurrency
 
@@ -201,8 +233,10 @@ class OfficialThreads(Official):
 
     name = "e. computer-agents, thread pool"
 
-    def __init__(self, base_url: str, concurrency: int) -> None:
-        super().__init__(base_url, concurrency)
+    def __init__(
+        self, base_url: str, concurrency: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(base_url, concurrency, ssl_context)
         self.threads = concurrency
 
 

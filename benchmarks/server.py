@@ -1,8 +1,10 @@
 """The load server: a minimal HTTP/1.1 keep-alive server answering every GET with one
 pre-serialised page, in its own process, so it is never the bottleneck.
 
-Run as ``python -m benchmarks.server [--cpu N]``; it prints its port on stdout. uvloop is
-used when installed. ``LoadServer`` starts it, pins it to a core and reports its CPU time.
+Run as ``python -m benchmarks.server [--runs N] [--delay S] [--tls-cert C --tls-key K]``;
+it prints its port on stdout. uvloop is used when installed. ``--delay`` answers each
+request that many seconds late (a WAN round trip); with a certificate it serves https.
+``LoadServer`` starts it, pins it to a core and reports its CPU time.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from . import tls
 from .payload import page_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +40,9 @@ def _response(body: bytes) -> bytes:
 class _Http(asyncio.Protocol):
     """Answers each request (headers only: GETs have no body) with the same bytes."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes, delay: float) -> None:
         self._answer = answer
+        self._delay = delay
         self._buffer = b""
         self._transport: Any = None
 
@@ -48,13 +54,22 @@ class _Http(asyncio.Protocol):
         answers = self._buffer.count(b"\r\n\r\n")
         if answers and self._transport is not None:
             self._buffer = self._buffer[self._buffer.rfind(b"\r\n\r\n") + 4 :]
+            if self._delay:
+                asyncio.get_running_loop().call_later(self._delay, self._write, answers)
+            else:
+                self._transport.write(self._answer * answers)
+
+    def _write(self, answers: int) -> None:
+        if not self._transport.is_closing():
             self._transport.write(self._answer * answers)
 
 
-async def _serve(runs: int) -> None:
+async def _serve(runs: int, delay: float, context: ssl.SSLContext | None) -> None:
     answer = _response(page_bytes(runs))
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Http(answer), "127.0.0.1", 0, backlog=1024)
+    server = await loop.create_server(
+        lambda: _Http(answer, delay), "127.0.0.1", 0, backlog=1024, ssl=context
+    )
     port = server.sockets[0].getsockname()[1]
     print(port, flush=True)
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
@@ -64,13 +79,18 @@ async def _serve(runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--tls-cert", type=Path)
+    parser.add_argument("--tls-key", type=Path)
     args = parser.parse_args()
+    context = tls.server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    serve = _serve(args.runs, args.delay, context)
     try:
         import uvloop  # noqa: PLC0415 - optional
     except ImportError:
-        asyncio.run(_serve(args.runs))
+        asyncio.run(serve)
     else:
-        uvloop.run(_serve(args.runs))
+        uvloop.run(serve)
 
 
 def pin(pid: int, cpus: set[int]) -> bool:
@@ -91,9 +111,15 @@ def usable_cpus() -> list[int]:
 class LoadServer:
     """``with LoadServer() as server:`` a started load server; ``server.base_url``."""
 
-    def __init__(self, runs: int = 20, *, pin_cores: bool = True) -> None:
+    def __init__(
+        self, runs: int = 20, *, pin_cores: bool = True, tls: bool = False, delay: float = 0.0
+    ) -> None:
         self._runs = runs
         self._pin = pin_cores
+        self._tls = tls
+        self._delay = delay
+        self._certs: tempfile.TemporaryDirectory[str] | None = None
+        self.ssl_context: ssl.SSLContext | None = None  # what clients trust (https only)
         self.pinned = False
         self.uvloop = _has_uvloop()
         self._process: subprocess.Popen[str] | None = None
@@ -102,8 +128,15 @@ class LoadServer:
 
     def __enter__(self) -> Self:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "benchmarks.server", "--runs", str(self._runs)]
+        command += ["--delay", str(self._delay)]
+        if self._tls:
+            self._certs = tempfile.TemporaryDirectory(prefix="acp-bench-")
+            cert, key = tls.make_certificate(Path(self._certs.name))
+            command += ["--tls-cert", str(cert), "--tls-key", str(key)]
+            self.ssl_context = tls.client_context(cert)
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.server", "--runs", str(self._runs)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -112,7 +145,7 @@ class LoadServer:
         )
         assert self._process.stdout is not None
         port = int(self._process.stdout.readline())
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{'https' if self._tls else 'http'}://127.0.0.1:{port}"
         cpus = self._original_cpus = usable_cpus()
         if self._pin and len(cpus) >= 2:
             # The server gets the last core, this process (the client) the others.
@@ -137,6 +170,8 @@ class LoadServer:
                 self._process.wait()
         if self.pinned:
             pin(0, set(self._original_cpus))
+        if self._certs is not None:
+            self._certs.cleanup()
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the server has used so far (Linux), else None."""

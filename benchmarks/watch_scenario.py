@@ -1,8 +1,8 @@
 """The watch scenario: CPU and memory per server and poll as the fleet grows.
 
-The watcher runs for real (schedules, fan-out, fingerprints, diffing, state) over a
-stand-in for the page fetcher that hands it one decoded page per poll, so the numbers
-are the watch's own cost (HTTP and JSON decoding are measured by the HTTP scenarios). Every server
+The watcher runs for real (schedules, fan-out, diffing, state) over a stand-in for
+``client.runs`` that structures a fresh page per poll from one decoded template, so the
+numbers are the watch's own cost (HTTP is measured by the HTTP scenarios). Every server
 has 5 runs and one of them changes status on every poll, so each poll yields exactly one
 "updated" event per server and every server stays busy (polled every interval).
 """
@@ -16,6 +16,7 @@ import time
 import tracemalloc
 from typing import Any
 
+from acp_async._retry import RetryPolicy
 from acp_async._watch import Watcher, WatchState
 from acp_async.testing import instant_backoff
 
@@ -25,7 +26,7 @@ RUNS_PER_SERVER = 5
 
 
 class _FakeRuns:
-    """Just enough for the watcher: ``fetch`` answers a decoded page."""
+    """Just enough of ``Runs`` for the watcher: ``list`` structures a fresh page."""
 
     def __init__(self, server_ids: list[str]) -> None:
         base = [make_run(i) for i in range(RUNS_PER_SERVER)]
@@ -34,17 +35,19 @@ class _FakeRuns:
         ]
         self._polls = dict.fromkeys(server_ids, 0)  # allocated before measuring
 
-    async def fetch(self, server_id: str, limit: int) -> Any:
+    async def list(self, server_id: str, limit: int) -> Any:
         count = self._polls[server_id] = self._polls[server_id] + 1
-        return self._templates[count % 2]
+        return self._templates[count % 2]  # decoded JSON: the watch structures what changed
 
 
 async def _watch(servers: int, polls: int, *, trace: bool) -> tuple[float, float]:
     """(CPU seconds of polls 2..polls, bytes held after them) for a fleet of ``servers``."""
     ids = [f"srv_{i:06d}" for i in range(servers)]
-    runs = _FakeRuns(ids)
+    runs: Any = _FakeRuns(ids)
     state = WatchState()
-    watcher = Watcher(runs.fetch, ids, interval=0.001, limit=50, concurrency=16, state=state)
+    watcher = Watcher(
+        runs.list, RetryPolicy(), ids, interval=0.001, limit=50, concurrency=16, state=state
+    )
     first = servers * RUNS_PER_SERVER  # every run is "created" on the first poll
     wanted = first + servers * (polls - 1)
     gc.collect()

@@ -6,12 +6,13 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from acp_async import ACPClient
-from acp_async.testing import FakeACPServer, instant_backoff
+from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
 
 from .redis_server import RedisServer
 
@@ -37,6 +38,21 @@ async def serve_runs(
         await runner.cleanup()
 
 
+async def wait_until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Wait for a condition the code under test reaches on its own: polled, never a fixed
+    sleep; ``within`` only bounds a failure."""
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def settled(fake: FakeACPServer) -> list[RecordedRequest]:
+    """The fake's request log once no handler is still running (a request the client gave
+    up on is finished, with its fault and status, only when its handler ends)."""
+    await wait_until(lambda: fake.in_flight == 0)
+    return fake.requests
+
+
 def _our_tasks() -> list[asyncio.Task[object]]:
     """Running tasks other than the test's own and the fake server's connection handlers."""
     current = asyncio.current_task()
@@ -60,7 +76,7 @@ async def assert_no_leftovers(client: ACPClient) -> None:
         await asyncio.sleep(0)
     tasks = _our_tasks()
     assert not tasks, tasks
-    session = client._session
+    session = client._transport._session
     assert session is not None
     assert session.connector is not None
     assert not session.connector._acquired  # type: ignore[attr-defined]
@@ -69,8 +85,11 @@ async def assert_no_leftovers(client: ACPClient) -> None:
 ENV_VARS = (
     "ACP_API_KEY",
     "COMPUTER_AGENTS_API_KEY",
+    "COMPUTER_AGENTS_RUNTIME_TOKEN",
     "ACP_BASE_URL",
     "COMPUTER_AGENTS_BASE_URL",
+    "COMPUTER_AGENTS_API_URL",
+    "COMPUTER_AGENTS_PLATFORM_API_URL",
 )
 
 
@@ -114,3 +133,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def fleet_name(request: pytest.FixtureRequest) -> str:
     """A fleet name of its own per test, so tests share one Redis without meeting."""
     return f"{request.node.name}-{uuid.uuid4().hex[:8]}"
+
+
+def _options(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    """The keyword arguments of the closest ``@pytest.mark.<name>(...)`` (test, then module)."""
+    marker = request.node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+@pytest.fixture
+async def fleet(request: pytest.FixtureRequest) -> AsyncIterator[FakeACPServer]:
+    """A FakeACPServer shaped for a module: ``pytestmark = pytest.mark.fleet(servers=40, ...)``
+    passes its keywords to FakeACPServer (a test's own mark wins)."""
+    async with FakeACPServer(**_options(request, "fleet")) as server:
+        yield server
+
+
+@pytest.fixture
+async def fleet_client(
+    request: pytest.FixtureRequest, fleet: FakeACPServer, no_backoff: None
+) -> AsyncIterator[ACPClient]:
+    """A client for `fleet`, with no backoff; ``pytest.mark.fleet_client(...)`` adds options."""
+    options: dict[str, Any] = {"timeout": 5.0, **_options(request, "fleet_client")}
+    async with ACPClient(fleet.token, base_url=fleet.base_url, **options) as acp:
+        yield acp

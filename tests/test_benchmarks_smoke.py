@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks import __main__ as bench
-from benchmarks import converter_scenarios, http_bench, report, watch_scenario
+from benchmarks import cli_scenario, converter_scenarios, http_bench, report, tls, watch_scenario
 
 
 def test_every_scenario_runs_at_tiny_sizes() -> None:
@@ -13,10 +13,16 @@ def test_every_scenario_runs_at_tiny_sizes() -> None:
     assert {"a", "b", "c"} <= set(rates)
     assert all(len(values) == 1 and values[0] > 0 for values in rates.values())
     memory = results["memory"]  # type: ignore[index]
-    assert {"decoded dict", "acp_async (cattrs)", "hand-written constructor"} <= set(memory)
+    assert {"decoded dict", "acp_async (generated)", "hand-written constructor"} <= set(memory)
     assert set(results["watch"]) == {5, 10}  # type: ignore[arg-type]
+    if tls.available():  # the certificate is made with the openssl CLI
+        assert set(results["https"]["rates"]) == {"a", "b", "c"}  # type: ignore[index]
+    assert results["wan"]["rates"]["c"][0] > 0  # type: ignore[index]
+    if cli_scenario.available():
+        assert set(results["cli"]["seconds"]) == {"uvloop", "asyncio"}  # type: ignore[index]
     text = report.markdown(results)
     assert "## Targets" in text
+    assert "over TLS" in text or not tls.available()
 
 
 def test_our_scenarios_need_no_optional_library() -> None:
@@ -24,7 +30,7 @@ def test_our_scenarios_need_no_optional_library() -> None:
     http = http_bench.measure(requests=8, servers=4, concurrency=2, reps=1, keys=["a", "b", "c"])
     assert set(http["rates"]) == {"a", "b", "c"}
     conv = converter_scenarios.throughput(pages=2, rounds=1)
-    assert {"acp_async (cattrs)", "hand-written constructor"} <= set(conv["bytes"])
+    assert {"acp_async (generated)", "hand-written constructor"} <= set(conv["bytes"])
     assert watch_scenario.measure([3], polls=2)[3]["bytes_per_server"] > 0
 
 

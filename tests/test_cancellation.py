@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -44,92 +44,86 @@ async def _cancel_at_every_step(
     pytest.fail(f"the operation did not finish within {MAX_STEPS} steps")
 
 
-@pytest.fixture
-async def paged() -> AsyncIterator[FakeACPServer]:
-    """Six servers of seven runs, served two runs per page (so iter follows links)."""
-    async with FakeACPServer(servers=6, runs_per_server=7, page_size=2) as server:
-        yield server
+# `fleet`: six servers of seven runs, served two runs per page (so iter follows links).
+pytestmark = [
+    pytest.mark.fleet(servers=6, runs_per_server=7, page_size=2),
+    pytest.mark.fleet_client(timeout=2.0),
+]
 
 
-@pytest.fixture
-async def paged_client(paged: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
-    async with ACPClient(paged.token, base_url=paged.base_url, timeout=2.0) as acp:
-        yield acp
-
-
-async def test_list_cancelled_at_every_step(paged: FakeACPServer, paged_client: ACPClient) -> None:
+async def test_list_cancelled_at_every_step(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """`list` cancelled at any point leaks nothing and leaves the client usable."""
-    sid = paged.server_ids[1]
+    sid = fleet.server_ids[1]
     points = await _cancel_at_every_step(
-        paged_client, paged, lambda: paged_client.runs.list(sid, limit=2)
+        fleet_client, fleet, lambda: fleet_client.runs.list(sid, limit=2)
     )
     assert points > 3
 
 
 async def test_list_with_a_retry_cancelled_at_every_step(
-    paged: FakeACPServer, paged_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """`list` cancelled inside its retry loop (after a 503) leaks nothing."""
-    sid = paged.server_ids[1]
+    sid = fleet.server_ids[1]
 
     async def retried() -> Any:
-        before = len(paged.requests)
-        paged.fail("status", status=503, server_id=sid)
+        before = len(fleet.requests)
+        fleet.fail("status", status=503, server_id=sid)
         try:
-            return await paged_client.runs.list(sid)
+            return await fleet_client.runs.list(sid)
         finally:
-            if len(paged.requests) == before:
+            if len(fleet.requests) == before:
                 # Cancelled before the request left: a fault nobody took must not linger.
-                await paged_client.runs.list(sid)
+                await fleet_client.runs.list(sid)
 
-    points = await _cancel_at_every_step(paged_client, paged, retried)
+    points = await _cancel_at_every_step(fleet_client, fleet, retried)
     assert points > 5
 
 
-async def test_iter_cancelled_at_every_step(paged: FakeACPServer, paged_client: ACPClient) -> None:
+async def test_iter_cancelled_at_every_step(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """`iter` across four pages, cancelled at any point, leaks nothing."""
-    sid = paged.server_ids[2]
+    sid = fleet.server_ids[2]
 
     async def consume() -> list[Any]:
-        return [run async for run in paged_client.runs.iter(sid, limit=2)]
+        return [run async for run in fleet_client.runs.iter(sid, limit=2)]
 
-    points = await _cancel_at_every_step(paged_client, paged, consume)
+    points = await _cancel_at_every_step(fleet_client, fleet, consume)
     assert points > 10
     assert len(await consume()) == 7
 
 
 async def test_list_many_cancelled_at_every_step(
-    paged: FakeACPServer, paged_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """`list_many` cancelled mid fan-out cancels what is in flight and leaks nothing."""
 
     async def consume() -> list[Any]:
-        many = paged_client.runs.list_many(paged.server_ids, concurrency=3)
+        many = fleet_client.runs.list_many(fleet.server_ids, concurrency=3)
         return [outcome async for outcome in many]
 
-    points = await _cancel_at_every_step(paged_client, paged, consume)
+    points = await _cancel_at_every_step(fleet_client, fleet, consume)
     assert points > 10
     assert all(outcome.error is None for outcome in await consume())
 
 
-async def test_watch_cancelled_at_every_step(paged: FakeACPServer, paged_client: ACPClient) -> None:
+async def test_watch_cancelled_at_every_step(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """`watch` cancelled while polling, diffing or sleeping leaks nothing."""
-    sid = paged.server_ids[3]
+    sid = fleet.server_ids[3]
 
     async def consume() -> int:
         count = 0
         async with contextlib.aclosing(
-            paged_client.runs.watch(paged.server_ids[:3], interval=0.001, limit=10)
+            fleet_client.runs.watch(fleet.server_ids[:3], interval=0.001, limit=10)
         ) as events:
             async for event in events:
                 assert event.kind == "created", event
                 count += 1
                 if count == 2 * 3:  # two created runs per server: past the first poll
-                    paged.set_run(sid, paged.runs(sid)[0]["id"], title="touched")
+                    fleet.set_run(sid, fleet.runs(sid)[0]["id"], title="touched")
                     return count
         return count
 
-    points = await _cancel_at_every_step(paged_client, paged, consume)
+    points = await _cancel_at_every_step(fleet_client, fleet, consume)
     assert points > 10
 
 

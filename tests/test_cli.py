@@ -12,16 +12,15 @@ import socket
 import struct
 import sys
 import termios
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
 from acp_async import ACPClient
-from acp_async.cli._fleet import server_ids
+from acp_async.cli._servers import server_ids
 from acp_async.testing import FakeACPServer
 
 SECRET = "sk-live-0123456789abcdef"
@@ -100,10 +99,7 @@ def assert_clean_error(result: Result, code: int) -> str:
     return lines[0]
 
 
-@pytest.fixture
-async def fleet() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=6, runs_per_server=4, seed=3) as server:
-        yield server
+pytestmark = pytest.mark.fleet(servers=6, runs_per_server=4, seed=3)
 
 
 # -- runs list ---------------------------------------------------------------------------
@@ -394,8 +390,46 @@ async def test_ctrl_c_interrupts_a_poll_cleanly(fleet: FakeACPServer) -> None:
             await asyncio.sleep(0.02)
     result = await interrupt(proc)
     assert result.code == 130, result
-    assert result.err == ""
+    assert "Traceback" not in result.err
+    assert "Unclosed" not in result.err
+    assert result.err.startswith("interrupted after ")
+    assert result.err.rstrip().endswith(f"0 of {len(fleet.server_ids)} servers answered, 0 failed")
+
+
+async def test_an_interrupted_poll_prints_what_it_has(fleet: FakeACPServer) -> None:
+    """Ctrl-C or SIGTERM mid-poll: the table of the servers that answered, then how many did."""
+    first, *stalled = fleet.server_ids
+    for sid in stalled:
+        fleet.fail("latency", delay=30.0, server_id=sid)
+    ids = [first, "srv-gone", *stalled]  # one at a time: the 404 line means `first` is in
+    proc = await start("runs", "poll", *ids, "--concurrency", "1", env=cli_env(fleet))
+    assert proc.stderr is not None
+    line = await read_line(proc.stderr)
+    assert line.startswith("acp-async: srv-gone: HTTP 404"), line
+    async with asyncio.timeout(10):
+        while fleet.in_flight < 1:
+            await asyncio.sleep(0.02)
+    result = await interrupt(proc, signal.SIGTERM)
+    assert result.code == 130, result
+    rows = [row.split()[0] for row in result.lines()[2:-2]]
+    assert rows == [first, "srv-gone"]
+    assert result.lines()[-1].split()[:2] == ["2", "servers"]
+    assert f"2 of {len(ids)} servers answered, 1 failed" in result.err
+
+
+async def test_an_interrupted_json_poll_says_how_many_answered(fleet: FakeACPServer) -> None:
+    """With --json the answered servers were printed as they came; the count goes to stderr."""
+    answering = fleet.server_ids[:3]
+    for sid in fleet.server_ids[3:]:
+        fleet.fail("latency", delay=30.0, server_id=sid)
+    proc = await start("runs", "poll", *fleet.server_ids, "--json", env=cli_env(fleet))
+    assert proc.stdout is not None
+    printed = [json.loads(await read_line(proc.stdout)) for _ in answering]
+    result = await interrupt(proc)
+    assert result.code == 130, result
+    assert sorted(page["serverId"] for page in printed) == answering
     assert result.out == ""
+    assert f"3 of {len(fleet.server_ids)} servers answered, 0 failed" in result.err
 
 
 async def test_progress_bar_goes_to_a_terminal_stderr_and_json_stays_on_stdout() -> None:
@@ -589,6 +623,30 @@ async def test_fake_server_serves_until_ctrl_c() -> None:
     assert "Traceback" not in result.err
 
 
+@pytest.mark.parametrize(
+    ("options", "keys"),
+    [((), {"data", "runs"}), (("--shape", "runs"), {"runs"}), (("--shape", "data"), {"data"})],
+)
+async def test_fake_server_shape_defaults_to_both_lists(
+    options: tuple[str, ...], keys: set[str]
+) -> None:
+    """`fake-server` pages list runs under `data` and `runs` (as the API documents) unless
+    `--shape` picks one."""
+    port = free_port()
+    proc = await start("fake-server", "--port", str(port), *options, env=cli_env())
+    assert proc.stdout is not None
+    while "Ctrl-C" not in await read_line(proc.stdout):  # printed once it is listening
+        pass
+    url = f"http://127.0.0.1:{port}/v1/servers/srv-0001/runtime/agent/runs"
+    headers = {"Authorization": "Bearer test-token"}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        body = await response.json()
+    result = await interrupt(proc)
+    assert result.code == 0, result
+    assert {"data", "runs"} & body.keys() == keys
+    assert len(body[next(iter(keys))]) == 5
+
+
 async def test_fake_server_on_a_busy_port_fails_with_one_line() -> None:
     """A port already in use is one line and exit 1."""
     with socket.socket() as sock:
@@ -601,10 +659,8 @@ async def test_fake_server_on_a_busy_port_fails_with_one_line() -> None:
 
 async def test_short_demo_shows_the_fan_out_and_the_watch() -> None:
     """A short demo fans out, prints the status summary and the live watch, and exits 0."""
-    started = time.monotonic()
     result = await run("demo", "--servers", "40", "--seconds", "2.5", env=cli_env())
     assert result.code == 0, result
-    assert time.monotonic() - started < 10
     out = result.out
     assert "client.runs.list_many(40 servers" in out
     assert "40 servers in " in out
@@ -613,20 +669,6 @@ async def test_short_demo_shows_the_fan_out_and_the_watch() -> None:
     assert any(line.split()[1:2] == ["created"] for line in out.splitlines())
     assert "done in " in out
     assert "Traceback" not in result.err
-
-
-async def test_default_demo_ends_by_itself_within_twenty_seconds() -> None:
-    """`acp-async demo` as `make demo` runs it: a few hundred servers, done in under 20 s."""
-    started = time.monotonic()
-    result = await run("demo", env=cli_env(), timeout=30)
-    elapsed = time.monotonic() - started
-    assert result.code == 0, result
-    assert elapsed < 20, elapsed
-    assert "client.runs.list_many(300 servers" in result.out
-    assert "1500 runs" in result.out
-    updates = [line for line in result.out.splitlines() if line.split()[1:2] == ["updated"]]
-    assert any("queued -> running" in line for line in updates)
-    assert any("running -> completed" in line for line in updates)
 
 
 # -- packaging and the optional extra -------------------------------------------------------

@@ -10,9 +10,11 @@ import pytest
 from rich.console import Console
 
 from acp_async import AgentRun, AgentRunList, RunEvent, ServerRuns
-from acp_async.cli._fleet import UsageError, parse_shard, read_ids, server_ids
+from acp_async.cli import _report
 from acp_async.cli._human import event_line, poll_table, runs_table
+from acp_async.cli._parser import UsageError
 from acp_async.cli._report import clean, describe, error_json, event_json, page_json, redact
+from acp_async.cli._servers import parse_shard, read_ids, server_ids
 from acp_async.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -60,15 +62,37 @@ def test_describe_a_status_error_in_one_line() -> None:
 
 
 def test_describe_the_other_errors() -> None:
-    """Timeouts, connection failures and bad bodies say which they are."""
-    assert describe(APITimeoutError("GET u timed out")).startswith("timed out: ")
-    assert describe(APIConnectionError("GET u failed")).startswith("connection failed: ")
-    assert describe(ResponseValidationError("$.data: x")).startswith("bad response: ")
+    """Timeouts, connection failures and bad bodies say which they are, and the URL once."""
+    url = "http://h:1/v1/servers/s/runtime/agent/runs"
+    timeout = APITimeoutError("timed out after 2s")
+    timeout.url = url
+    assert describe(timeout) == f"timed out after 2s ({url})"
+    bad = ResponseValidationError("$.data: x")
+    assert describe(bad) == "bad response: $.data: x"
+    bad.url = url
+    assert describe(bad) == f"bad response: $.data: x ({url})"
 
 
-def test_redact_hides_the_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+REFUSED = (
+    "connection failed: ClientConnectorError: Cannot connect to host h:1 ssl:default "
+    "[Connect call failed ('127.0.0.1', 1)]"
+)
+
+
+def test_a_connection_error_is_said_once_without_aiohttp_internals() -> None:
+    """No aiohttp class name, no `ssl:default`, no repeated address: the reason and the URL."""
+    url = "http://h:1/v1/servers/s/runtime/agent/runs"
+    refused = APIConnectionError(REFUSED)
+    refused.url = url
+    assert describe(refused) == f"connection failed: connect call failed ({url})"
+    reset = APIConnectionError("connection failed: ServerDisconnectedError: Server disconnected")
+    assert describe(reset) == "connection failed: server disconnected"
+
+
+def test_redact_hides_the_clients_token(monkeypatch: pytest.MonkeyPatch) -> None:
     """Should the token ever reach a message, the line shows *** instead."""
-    monkeypatch.setenv("COMPUTER_AGENTS_API_KEY", "tok-123456")
+    monkeypatch.setattr(_report, "_SECRETS", set())
+    _report.hide("tok-123456")
     assert redact("Bearer tok-123456 leaked") == "Bearer *** leaked"
 
 
@@ -151,3 +175,22 @@ def test_event_line_shows_the_status_change() -> None:
     done = AgentRun(id="run-1", status="completed", title="Title")
     line = event_line(RunEvent("updated", "srv-1", run=done, previous=RUN), 8).plain
     assert line.split()[1:] == ["updated", "srv-1", "run-1", "queued", "->", "completed", "Title"]
+
+
+def test_the_cli_uses_the_public_api() -> None:
+    """The CLI imports public names only; `_validate` alone, so its argument checks are the
+    SDK's own (no public name checks a lone value)."""
+    import ast
+    from pathlib import Path
+
+    import acp_async.cli
+
+    private = set()
+    for path in Path(acp_async.cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                private |= {
+                    f"{path.name}: {n}" for n in names if n.startswith("_") and n != "__version__"
+                }
+    assert {entry.split(": ")[1] for entry in private} == {"_validate"}, private

@@ -145,9 +145,11 @@ async def test_non_json_success_is_a_validation_error(
 async def test_wrong_shape_names_the_request_and_path(
     mocked: aioresponses, client: ACPClient
 ) -> None:
-    """A shape error says which request and which field."""
+    """A shape error carries the request's URL as data and names the field in its message."""
     mocked.get(RUNS, payload={"data": [{"status": 1}]})
     with pytest.raises(ResponseValidationError) as info:
         await client.runs.list("srv-1")
-    assert "GET https://acp.test/v1/servers/srv-1/runtime/agent/runs" in str(info.value)
+    assert info.value.url == "https://acp.test/v1/servers/srv-1/runtime/agent/runs"
+    assert "GET" not in str(info.value)  # the URL is data, not repeated in the message
     assert "$.data[0].status" in str(info.value)
+    assert info.value.problems == (str(info.value).removeprefix("unexpected response shape: "),)

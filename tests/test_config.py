@@ -71,11 +71,13 @@ def test_headers_carry_auth_agent_and_organization() -> None:
     assert headers["X-Extra"] == "1"
 
 
-def test_default_headers_cannot_replace_the_token() -> None:
-    """The Authorization header always carries the client's own token."""
-    for name in ("Authorization", "authorization"):
-        headers = ACPClient("tok", default_headers={name: "Bearer other"}).config.headers
-        assert headers.getall("Authorization") == ["Bearer tok"]
+@pytest.mark.parametrize(
+    "name", ["Authorization", "authorization", "X-Computer-Agents-Runtime-Token"]
+)
+def test_default_headers_cannot_carry_a_token(name: str) -> None:
+    """A token header in default_headers is refused at construction, not silently dropped."""
+    with pytest.raises(ValueError, match=name):
+        ACPClient("tok", default_headers={name: "Bearer other"})
 
 
 @pytest.mark.parametrize(
@@ -122,3 +124,29 @@ def test_header_values_are_checked_at_construction(kwargs: dict[str, object], er
     with pytest.raises(error) as info:
         ACPClient(**kwargs)  # type: ignore[arg-type]
     assert "tok\nen" not in str(info.value)
+
+
+def test_official_sdk_api_url_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """COMPUTER_AGENTS_API_URL, the official SDK's second name, comes after its BASE_URL."""
+    monkeypatch.setenv("COMPUTER_AGENTS_API_URL", "http://127.0.0.1:8081")
+    assert str(ACPClient("tok").config.base_url) == "http://127.0.0.1:8081/v1"
+    monkeypatch.setenv("COMPUTER_AGENTS_BASE_URL", "http://127.0.0.1:8082")
+    assert str(ACPClient("tok").config.base_url) == "http://127.0.0.1:8082/v1"
+
+
+def test_a_session_that_is_not_a_client_session_is_refused() -> None:
+    """session= of the wrong type is a TypeError at construction, not an AttributeError later."""
+    with pytest.raises(TypeError, match=r"aiohttp\.ClientSession"):
+        ACPClient("tok", session="x")  # type: ignore[arg-type]
+
+
+def test_metrics_and_trace_configs_are_checked() -> None:
+    """metrics= must be an Observer; trace_configs= a list of TraceConfig, for our session."""
+    import aiohttp
+
+    with pytest.raises(TypeError, match="metrics"):
+        ACPClient("tok", metrics=object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="trace_configs"):
+        ACPClient("tok", trace_configs=aiohttp.TraceConfig())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="trace_configs"):
+        ACPClient("tok", trace_configs=["x"])  # type: ignore[list-item]

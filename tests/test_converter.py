@@ -209,3 +209,11 @@ def test_to_json_round_trips_in_the_api_field_names() -> None:
     assert "error" not in as_json  # absent stays absent
     json.dumps(as_json)
     assert page(data=[as_json]).data[0] == run
+
+
+def test_runs_are_not_weak_referenceable() -> None:
+    """Models carry no __weakref__ slot (memory per run); weakref.ref says so plainly."""
+    import weakref
+
+    with pytest.raises(TypeError):
+        weakref.ref(AgentRun(id="x"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing
 
 import pytest
@@ -13,19 +13,9 @@ import pytest
 from acp_async import ACPClient, InternalServerError, NotFoundError, ServerRuns
 from acp_async.testing import FakeACPServer
 
-from .conftest import assert_no_leftovers
+from .conftest import assert_no_leftovers, wait_until
 
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=40, runs_per_server=3, latency=0.02) as server:
-        yield server
-
-
-@pytest.fixture
-async def fleet_client(fleet: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
-    async with ACPClient(fleet.token, base_url=fleet.base_url, timeout=5.0) as client:
-        yield client
+pytestmark = pytest.mark.fleet(servers=40, runs_per_server=3, latency=0.02)
 
 
 async def test_every_server_once(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
@@ -161,19 +151,24 @@ async def test_cancelling_the_consumer_cleans_up(
     fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """Cancelling the task that iterates cancels the fan-out with it."""
+    # Of the first eight requests, seven hang: they are surely in flight at the cancel.
+    fleet.fail("latency", delay=30.0, times=7)
+    first = asyncio.Event()
 
     async def consume() -> None:
         async for _ in fleet_client.runs.list_many(fleet.server_ids, concurrency=8):
-            await asyncio.sleep(10)
+            first.set()
+            await asyncio.sleep(30)
 
     task = asyncio.create_task(consume())
-    while fleet.in_flight == 0 and not fleet.requests:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await first.wait()
+    assert fleet.in_flight >= 7
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await assert_no_leftovers(fleet_client)
+    await wait_until(lambda: fleet.in_flight == 0)  # the server saw every request go away
     # The client is still usable afterwards.
     assert (await fleet_client.runs.list(fleet.server_ids[0])).data
 

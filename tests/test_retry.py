@@ -6,6 +6,18 @@ from datetime import UTC, datetime
 
 import pytest
 
+from acp_async import (
+    ACPError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    RateLimitError,
+    ResponseValidationError,
+)
 from acp_async._retry import CoolDown, RetryPolicy, parse_retry_after
 from acp_async.testing import instant_backoff
 
@@ -66,3 +78,49 @@ def test_cool_down_keeps_the_latest_end() -> None:
     assert cool.remaining() == 1.0
     now[0] = 6.0
     assert cool.remaining() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (APIConnectionError("reset"), True),
+        (APITimeoutError("slow"), True),
+        (InternalServerError("x", status=503), True),
+        (RateLimitError("x", status=429), True),
+        (ConflictError("x", status=409), True),
+        (APIStatusError("x", status=408), True),
+        (InternalServerError("x", status=501), False),
+        (NotFoundError("x", status=404), False),
+        (AuthenticationError("x", status=401), False),
+        (ResponseValidationError("not JSON"), False),
+    ],
+)
+def test_is_transient_is_the_one_answer(error: ACPError, transient: bool) -> None:
+    """Connection errors, timeouts and the retryable statuses are transient; nothing else."""
+    assert RetryPolicy().is_transient(error) is transient
+
+
+def test_delay_is_pure_and_gives_up_for_the_right_reasons() -> None:
+    """delay() honours Retry-After, refuses past the cap, the budget or the retry count,
+    and changes nothing (asking twice gives the same answer for a Retry-After)."""
+    policy = RetryPolicy(max_retries=2)
+    busy = InternalServerError("x", status=503, retry_after=1.5)
+    assert policy.delay(busy, 1, time_left=10) == 1.5
+    assert policy.delay(busy, 1, time_left=10) == 1.5
+    assert policy.delay(busy, 3, time_left=10) is None  # out of retries
+    assert policy.delay(busy, 1, time_left=1.0) is None  # no time left for the wait
+    assert policy.delay(NotFoundError("x", status=404), 1, time_left=10) is None
+    assert policy.delay(RateLimitError("x", status=429, retry_after=61), 1, time_left=900) is None
+    with instant_backoff():
+        assert policy.delay(APIConnectionError("reset"), 1, time_left=10) == 0.0
+
+
+def test_cool_down_reports_how_much_it_grew() -> None:
+    """Overlapping 429s add only the wall-clock time they extend the pause by."""
+    now = [100.0]
+    pause = CoolDown(clock=lambda: now[0])
+    assert pause.extend(5.0) == 5.0
+    assert pause.extend(3.0) == 0.0  # inside the pause already
+    now[0] += 2.0
+    assert pause.extend(5.0) == 2.0  # 102 + 5 = 107 ends 2 s after 105
+    assert pause.remaining() == 5.0

@@ -18,16 +18,8 @@ from .conftest import serve_runs
 SERVER = "srv-0001"
 
 
-@pytest.fixture
-async def paged() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=1, runs_per_server=23, page_size=5) as server:
-        yield server
-
-
-@pytest.fixture
-async def paged_client(paged: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
-    async with ACPClient(paged.token, base_url=paged.base_url) as client:
-        yield client
+# `fleet`: one server of 23 runs, served five per page with a Link to the next.
+pytestmark = pytest.mark.fleet(servers=1, runs_per_server=23, page_size=5)
 
 
 async def test_limit_is_sent_and_honoured(fake: FakeACPServer, client: ACPClient) -> None:
@@ -37,25 +29,25 @@ async def test_limit_is_sent_and_honoured(fake: FakeACPServer, client: ACPClient
     assert fake.requests[-1].query == {"limit": "2"}
 
 
-async def test_iter_follows_next_links(paged: FakeACPServer, paged_client: ACPClient) -> None:
+async def test_iter_follows_next_links(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """iter yields every run once across Link-paged responses."""
-    ids = [run.id async for run in paged_client.runs.iter(SERVER, limit=5)]
-    assert ids == [r["id"] for r in paged.runs(SERVER)]
-    assert len(paged.requests) == 5
+    ids = [run.id async for run in fleet_client.runs.iter(SERVER, limit=5)]
+    assert ids == [r["id"] for r in fleet.runs(SERVER)]
+    assert len(fleet.requests) == 5
 
 
-async def test_pages_yields_each_page(paged: FakeACPServer, paged_client: ACPClient) -> None:
+async def test_pages_yields_each_page(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """pages yields the pages as received."""
-    sizes = [len(page) async for page in paged_client.runs.pages(SERVER, limit=5)]
+    sizes = [len(page) async for page in fleet_client.runs.pages(SERVER, limit=5)]
     assert sizes == [5, 5, 5, 5, 3]
 
 
-async def test_max_items_caps_the_total(paged: FakeACPServer, paged_client: ACPClient) -> None:
+async def test_max_items_caps_the_total(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """max_items stops iter and pages at the cap without fetching more pages."""
-    ids = [run.id async for run in paged_client.runs.iter(SERVER, limit=5, max_items=7)]
-    assert ids == [r["id"] for r in paged.runs(SERVER)[:7]]
-    assert len(paged.requests) == 2
-    sizes = [len(page) async for page in paged_client.runs.pages(SERVER, limit=5, max_items=7)]
+    ids = [run.id async for run in fleet_client.runs.iter(SERVER, limit=5, max_items=7)]
+    assert ids == [r["id"] for r in fleet.runs(SERVER)[:7]]
+    assert len(fleet.requests) == 2
+    sizes = [len(page) async for page in fleet_client.runs.pages(SERVER, limit=5, max_items=7)]
     assert sizes == [5, 2]
 
 
@@ -67,12 +59,12 @@ async def test_single_page_without_link(fake: FakeACPServer, client: ACPClient) 
 
 
 async def test_breaking_out_releases_the_connection(
-    paged: FakeACPServer, paged_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """Leaving the loop early leaves no connection acquired."""
-    async for _ in paged_client.runs.iter(SERVER, limit=5):
+    async for _ in fleet_client.runs.iter(SERVER, limit=5):
         break
-    session = paged_client._session
+    session = fleet_client._transport._session
     assert session is not None
     connector = session.connector
     assert connector is not None

@@ -102,7 +102,7 @@ async def _error_scenarios(fake: FakeACPServer, client: ACPClient) -> list[BaseE
         lambda: fake.fail(
             "redirect", headers={"Location": f"{other.base_url}/v1/x"}, server_id=sid
         ),
-        lambda: fake.fail("status", status=200, body=b"x" * 5000, server_id=sid),
+        lambda: fake.fail("status", status=200, body=b"x" * 10_000, server_id=sid),
         # Last: an hour-long 429 cools the whole client down, so later calls would all be 429s.
         lambda: fake.fail("status", status=429, retry_after="3600", server_id=sid),
     ]
@@ -125,7 +125,7 @@ async def test_token_never_in_repr_exceptions_or_logs(
     """repr, str and tracebacks of every error, and log records at every level, omit the token."""
     async with FakeACPServer(token=SECRET) as fake:
         client = ACPClient(
-            SECRET, base_url=fake.base_url, timeout=0.2, max_retries=2, max_response_bytes=4000
+            SECRET, base_url=fake.base_url, timeout=0.2, max_retries=2, max_response_bytes=8000
         )
         async with client:
             with caplog.at_level(logging.DEBUG):  # every logger: ours, aiohttp's, asyncio's

@@ -70,3 +70,9 @@ def test_bad_id_raises_when_taken() -> None:
     assert next(parts) == "ok"
     with pytest.raises(ValueError, match="server_id"):
         next(parts)
+
+
+def test_a_single_string_is_refused() -> None:
+    """shard("srv-0001", 0, 1) would iterate characters: a TypeError says so instead."""
+    with pytest.raises(TypeError, match="not a single string"):
+        list(shard("srv-0001", 0, 1))

@@ -27,43 +27,37 @@ async def take(stream: AsyncIterator[RunEvent], count: int, timeout: float = 5.0
     return events
 
 
-@pytest.fixture
-async def watched() -> AsyncIterator[FakeACPServer]:
-    async with FakeACPServer(servers=3, runs_per_server=4, seed=7) as server:
-        yield server
-
-
-@pytest.fixture
-async def watch_client(watched: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
-    async with ACPClient(watched.token, base_url=watched.base_url, max_retries=0) as client:
-        yield client
+pytestmark = [
+    pytest.mark.fleet(servers=3, runs_per_server=4, seed=7),
+    pytest.mark.fleet_client(max_retries=0),
+]
 
 
 async def test_first_poll_reports_every_run_as_created(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """Every seeded run is one `created` event, oldest first per server."""
-    stream = watch_client.runs.watch(watched.server_ids, interval=INTERVAL, limit=10)
+    stream = fleet_client.runs.watch(fleet.server_ids, interval=INTERVAL, limit=10)
     async with aclosing(stream):
         events = await take(stream, 12)
     assert {e.kind for e in events} == {"created"}
-    for sid in watched.server_ids:
+    for sid in fleet.server_ids:
         ids = [e.run.id for e in events if e.server_id == sid and e.run]
-        assert ids == [r["id"] for r in reversed(watched.runs(sid))]
+        assert ids == [r["id"] for r in reversed(fleet.runs(sid))]
 
 
 async def test_progress_is_reported_as_updates(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """A run that moves on is an `updated` event carrying its previous state."""
-    sid = watched.server_ids[0]
-    run = watched.add_run(sid, status="queued")
-    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10)
+    sid = fleet.server_ids[0]
+    run = fleet.add_run(sid, status="queued")
+    stream = fleet_client.runs.watch([sid], interval=INTERVAL, limit=10)
     async with aclosing(stream):
         await take(stream, 5)
-        watched.set_run(sid, run["id"], status="running")
+        fleet.set_run(sid, run["id"], status="running")
         [update] = await take(stream, 1)
-        watched.set_run(sid, run["id"], status="completed")
+        fleet.set_run(sid, run["id"], status="completed")
         [done] = await take(stream, 1)
     assert update.kind == "updated"
     assert update.run is not None
@@ -74,14 +68,14 @@ async def test_progress_is_reported_as_updates(
 
 
 async def test_new_runs_after_the_first_poll_are_created(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """A run added between polls is a single `created` event."""
-    sid = watched.server_ids[1]
-    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10)
+    sid = fleet.server_ids[1]
+    stream = fleet_client.runs.watch([sid], interval=INTERVAL, limit=10)
     async with aclosing(stream):
         await take(stream, 4)
-        new = watched.add_run(sid, title="fresh")
+        new = fleet.add_run(sid, title="fresh")
         [event] = await take(stream, 1)
     assert event.kind == "created"
     assert event.run is not None
@@ -89,16 +83,16 @@ async def test_new_runs_after_the_first_poll_are_created(
 
 
 async def test_errors_surface_and_the_watch_recovers(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """A failing poll is an `error` event; after recovery known runs are not re-created."""
-    sid = watched.server_ids[0]
-    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10)
+    sid = fleet.server_ids[0]
+    stream = fleet_client.runs.watch([sid], interval=INTERVAL, limit=10)
     async with aclosing(stream):
         await take(stream, 4)
-        watched.fail("status", status=503, times=2, server_id=sid)
+        fleet.fail("status", status=503, times=2, server_id=sid)
         errors = await take(stream, 2)
-        new = watched.add_run(sid)
+        new = fleet.add_run(sid)
         [after] = await take(stream, 1)
     assert [e.kind for e in errors] == ["error", "error"]
     assert isinstance(errors[0].error, InternalServerError)
@@ -108,47 +102,47 @@ async def test_errors_surface_and_the_watch_recovers(
 
 
 async def test_authentication_error_ends_the_watch(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """A 401 is raised from the watch: no poll can succeed without a new token."""
-    watched.fail("status", status=401, times=5)
-    stream = watch_client.runs.watch(watched.server_ids, interval=INTERVAL)
+    fleet.fail("status", status=401, times=5)
+    stream = fleet_client.runs.watch(fleet.server_ids, interval=INTERVAL)
     with pytest.raises(AuthenticationError):
         await take(stream, 1)
     await stream.aclose()
-    await assert_no_leftovers(watch_client)
+    await assert_no_leftovers(fleet_client)
 
 
-async def test_gap_closing_catches_a_burst(watched: FakeACPServer, watch_client: ACPClient) -> None:
+async def test_gap_closing_catches_a_burst(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """More new runs than one page holds: the watch re-polls with a doubled limit first."""
-    sid = watched.server_ids[2]
-    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=5)
+    sid = fleet.server_ids[2]
+    stream = fleet_client.runs.watch([sid], interval=INTERVAL, limit=5)
     async with aclosing(stream):
         await take(stream, 4)
-        burst = [watched.add_run(sid)["id"] for _ in range(12)]
-        watched.reset_stats()
+        burst = [fleet.add_run(sid)["id"] for _ in range(12)]
+        fleet.reset_stats()
         events = await take(stream, 12)
     assert [e.run.id for e in events if e.run] == burst
     assert {e.kind for e in events} == {"created"}
-    limits = [r.query.get("limit") for r in watched.requests][:3]
+    limits = [r.query.get("limit") for r in fleet.requests][:3]
     assert limits == ["5", "10", "20"]
 
 
 async def test_resume_does_not_recreate_known_runs(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """A state saved as JSON and passed back in reports only what changed since."""
     state = WatchState()
-    sid = watched.server_ids[0]
-    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10, state=state)
+    sid = fleet.server_ids[0]
+    stream = fleet_client.runs.watch([sid], interval=INTERVAL, limit=10, state=state)
     async with aclosing(stream):
         await take(stream, 4)
     saved = json.dumps(state.to_dict())
 
-    new = watched.add_run(sid)
+    new = fleet.add_run(sid)
     restored = WatchState.from_dict(json.loads(saved))
     assert restored == state
-    stream = watch_client.runs.watch([sid], interval=INTERVAL, limit=10, state=restored)
+    stream = fleet_client.runs.watch([sid], interval=INTERVAL, limit=10, state=restored)
     async with aclosing(stream):
         [event] = await take(stream, 1)
     assert event.kind == "created"
@@ -173,23 +167,23 @@ async def test_quiet_servers_are_polled_less(no_backoff: None) -> None:
     assert polls["busy"] >= 2 * polls["quiet"]
 
 
-async def test_break_leaves_no_tasks(watched: FakeACPServer, watch_client: ACPClient) -> None:
+async def test_break_leaves_no_tasks(fleet: FakeACPServer, fleet_client: ACPClient) -> None:
     """Leaving the watch loop leaves nothing running and no connection acquired."""
-    stream = watch_client.runs.watch(watched.server_ids, interval=INTERVAL)
+    stream = fleet_client.runs.watch(fleet.server_ids, interval=INTERVAL)
     async with aclosing(stream):
         async for _ in stream:
             break
-    await assert_no_leftovers(watch_client)
+    await assert_no_leftovers(fleet_client)
 
 
 async def test_bad_ids_raise_from_the_iterator(
-    watched: FakeACPServer, watch_client: ACPClient
+    fleet: FakeACPServer, fleet_client: ACPClient
 ) -> None:
     """An id like '..' raises ValueError when the watch takes it, before any request."""
-    stream = watch_client.runs.watch(["srv-0001", ".."], interval=INTERVAL)
+    stream = fleet_client.runs.watch(["srv-0001", ".."], interval=INTERVAL)
     with pytest.raises(ValueError, match="server_id"):
         await anext(stream)
-    assert watched.requests == []
+    assert fleet.requests == []
 
 
 @pytest.mark.parametrize(
@@ -204,11 +198,11 @@ async def test_bad_ids_raise_from_the_iterator(
     ],
 )
 async def test_bad_arguments_fail_at_call_time(
-    watch_client: ACPClient, kwargs: dict[str, object], error: type
+    fleet_client: ACPClient, kwargs: dict[str, object], error: type
 ) -> None:
     """Bad interval, limit or concurrency raise when watch is called."""
     with pytest.raises(error):
-        watch_client.runs.watch(["srv-0001"], **kwargs)  # type: ignore[arg-type]
+        fleet_client.runs.watch(["srv-0001"], **kwargs)  # type: ignore[arg-type]
 
 
 def test_state_from_bad_data_is_a_validation_error() -> None:
@@ -277,7 +271,7 @@ async def test_aclose_returns_with_nothing_in_flight(no_backoff: None) -> None:
                 and not getattr(t.get_coro(), "__qualname__", "").startswith("RequestHandler.")
             ]
             assert tasks == []
-            session = client._session
+            session = client._transport._session
             assert session is not None
             assert session.connector is not None
             assert not session.connector._acquired  # type: ignore[attr-defined]

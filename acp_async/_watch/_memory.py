@@ -19,6 +19,7 @@ import attrs
 
 from .. import _converter, _validate
 from .._observe import NO_OBSERVER, Observer
+from .._retry import RetryPolicy
 from ..errors import ACPError, ResponseValidationError
 from ..models import AgentRunList, RunEvent
 from ._diff import Change, diff, summary
@@ -98,6 +99,7 @@ class Watcher:
     def __init__(
         self,
         fetch: FetchPage,
+        policy: RetryPolicy,
         server_ids: Iterable[str],
         *,
         interval: float,
@@ -107,6 +109,7 @@ class Watcher:
         observer: Observer = NO_OBSERVER,
     ) -> None:
         self._fetch = fetch
+        self._policy = policy
         self._source = server_ids
         self._interval = interval
         self._limit = limit
@@ -130,7 +133,9 @@ class Watcher:
                 while queue and queue[0][0] <= now and len(in_flight) < self._concurrency:
                     due, _, sid = heapq.heappop(queue)
                     known = self._known(sid)
-                    started = asyncio.ensure_future(poll(self._fetch, sid, self._limit, known))
+                    started = asyncio.ensure_future(
+                        poll(self._fetch, sid, self._limit, known, self._policy)
+                    )
                     in_flight[started] = (sid, known)
                     self._lateness[started] = max(0.0, now - due) if due else 0.0
                 idle = len(in_flight) >= self._concurrency or not queue

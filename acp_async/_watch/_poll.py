@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import _converter
+from .._retry import RetryPolicy
 from ..errors import ACPError, AuthenticationError, BadRequestError, UnprocessableEntityError
 from ._diff import is_gap
 from ._state import ServerState
@@ -21,12 +22,18 @@ FetchPage = Callable[[str, int], Awaitable[Any]]
 GAP_CAP = 16  # gap closing doubles limit up to this many times the watch's limit
 
 
-def ends_watch(exc: ACPError) -> bool:
-    """No later poll can fix it: a refused token, or the host refusing our own request."""
+def ends_watch(exc: ACPError, policy: RetryPolicy | None) -> bool:
+    """No later poll can fix it: a refused token, or the host refusing our own request.
+    Anything the retry policy calls transient never ends it (a 403/404 server neither:
+    access may be granted later)."""
+    if policy is not None and policy.is_transient(exc):
+        return False
     return isinstance(exc, AuthenticationError | BadRequestError | UnprocessableEntityError)
 
 
-async def poll(fetch: FetchPage, sid: str, limit: int, known: ServerState) -> list[Any] | ACPError:
+async def poll(
+    fetch: FetchPage, sid: str, limit: int, known: ServerState, policy: RetryPolicy | None = None
+) -> list[Any] | ACPError:
     """The newest runs of ``sid`` as decoded items, or the error of a poll that failed.
 
     An error that ends the watch (``ends_watch``) is raised. If every run of a full page
@@ -37,7 +44,7 @@ async def poll(fetch: FetchPage, sid: str, limit: int, known: ServerState) -> li
     try:
         items = _converter.page_items(await fetch(sid, limit))
     except ACPError as exc:
-        if ends_watch(exc):
+        if ends_watch(exc, policy):
             raise
         return exc
     size = limit

@@ -6,21 +6,23 @@ short live watch in which new runs go from queued to completed. It ends by itsel
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import random
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from .._client import ACPClient
-from .._converter import to_json
-from .._fake_server import FakeACPServer
-from .._watch import WatchState
-from ..models import ServerRuns
+from .. import ACPClient, ServerRuns, WatchState, to_json
+from ..testing import FakeACPServer
 from ._fake import churn
-from ._human import event_line, progress, status_summary, statuses_of, stdout_console
+from ._parser import Command, UsageError, add_command, count, seconds
 from ._report import error_line
 from ._runs import collect
+
+if TYPE_CHECKING:
+    from ._parser import Subcommands
 
 # The demo's fake: slow and flaky enough that the progress bar and the retries show.
 DEMO_LATENCY = 0.1
@@ -30,10 +32,41 @@ DEMO_STEP_EVERY = 1.5  # seconds per status step: queued -> running -> completed
 DEMO_NEW_RUN_EVERY = 1.0
 DEMO_WATCHED = 4
 DEMO_WATCH_INTERVAL = 0.5
+DEMO_SERVERS = 300
+DEMO_SECONDS = 10.0
+# How long `acp-async demo` takes, start to end, as measured (README says the same).
+DEMO_TAKES = 13
+
+
+def register(commands: Subcommands) -> None:
+    """``demo`` (its two options are for tests and are not shown)."""
+    demo = add_command(
+        commands,
+        "demo",
+        Command(_demo, check=_need_rich),
+        help=f"the SDK's main job against an embedded fake server, in about {DEMO_TAKES} s",
+        description="Start a fake ACP server in-process, fan out over it, then watch it live; "
+        f"it ends by itself in about {DEMO_TAKES} s.",
+    )
+    demo.add_argument("--servers", type=count, default=DEMO_SERVERS, help=argparse.SUPPRESS)
+    demo.add_argument("--seconds", type=seconds, default=DEMO_SECONDS, help=argparse.SUPPRESS)
+
+
+def _need_rich(args: argparse.Namespace) -> None:
+    try:
+        import rich  # noqa: F401, PLC0415 - the optional extra: is it installed?
+    except ImportError:
+        raise UsageError("the demo needs the 'cli' extra: pip install 'acp-async[cli]'") from None
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    return await demo(servers=args.servers, seconds=args.seconds)
 
 
 async def demo(*, servers: int, seconds: float) -> int:
     """The main job over real HTTP: a fan-out with progress and a summary, then a live watch."""
+    from ._human import stdout_console  # noqa: PLC0415 - rich is optional
+
     console = stdout_console()
     started = time.monotonic()
     fake = FakeACPServer(
@@ -59,6 +92,8 @@ async def demo(*, servers: int, seconds: float) -> int:
 
 
 async def _fan_out(client: ACPClient, fake: FakeACPServer) -> dict[str, ServerRuns]:
+    from ._human import progress, status_summary, statuses_of, stdout_console  # noqa: PLC0415
+
     console = stdout_console()
     ids = fake.server_ids
     console.print(
@@ -67,8 +102,9 @@ async def _fan_out(client: ACPClient, fake: FakeACPServer) -> dict[str, ServerRu
     )
     started = time.monotonic()
     stream = client.runs.list_many(ids, concurrency=DEMO_CONCURRENCY)
+    outcomes: dict[str, ServerRuns] = {}
     with progress(len(ids), "reading servers") as advance:
-        outcomes = await collect(stream, advance)
+        await collect(stream, outcomes, advance)
     elapsed = time.monotonic() - started
     counts: Counter[str] = sum((statuses_of(o.result) for o in outcomes.values()), Counter())
     failed = sum(1 for o in outcomes.values() if o.error is not None)
@@ -85,17 +121,19 @@ async def _fan_out(client: ACPClient, fake: FakeACPServer) -> dict[str, ServerRu
 async def _live_watch(
     client: ACPClient, fake: FakeACPServer, outcomes: dict[str, ServerRuns], seconds: float
 ) -> None:
+    from ._human import event_line, stdout_console  # noqa: PLC0415 - rich is optional
+
     console = stdout_console()
     ids = fake.server_ids
     watched = ids[:: max(1, len(ids) // DEMO_WATCHED)][:DEMO_WATCHED]
-    # Start from what the fan-out saw, so the watch shows changes, not every known run again.
-    state = WatchState.from_dict(
-        {
-            sid: [to_json(run) for run in result.data]
-            for sid in watched
-            if (result := outcomes[sid].result) is not None
-        }
-    )
+    # Start from what the fan-out saw, so the watch shows changes, not every known run again:
+    # a saved state is what `WatchState.to_dict()` writes, the runs of each server as JSON.
+    saved = {}
+    for sid in watched:
+        result = outcomes[sid].result
+        if result is not None:
+            saved[sid] = [to_json(run) for run in result.data]
+    state = WatchState.from_dict(saved)
     console.print(
         f"\n[bold]2. live watch[/]  client.runs.watch({len(watched)} servers, "
         f"interval={DEMO_WATCH_INTERVAL}, state=...) for {seconds:g}s, while new runs arrive"

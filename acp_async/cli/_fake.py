@@ -4,11 +4,89 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import ipaddress
 import math
 import random
+from typing import TYPE_CHECKING
 
-from .._fake_server import FakeACPServer
-from ._report import warn
+from ..testing import FakeACPServer
+from ._parser import FAILED, OK, Command, add_command, count, seconds
+from ._report import note, warn
+
+if TYPE_CHECKING:
+    from ._parser import Subcommands
+
+DEFAULT_PORT = 8080
+
+
+def register(commands: Subcommands) -> None:
+    """``fake-server``."""
+    fake = add_command(
+        commands,
+        "fake-server",
+        Command(serve, on_signal=OK),
+        help="serve a fake ACP API with seeded runs, for trying things out",
+        description="Serve FakeACPServer until Ctrl-C; it prints the base URL and token to use.",
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    fake.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT}; 0: any free one)"
+    )
+    fake.add_argument("--servers", type=count, default=20, metavar="N", help="servers (20)")
+    fake.add_argument("--runs", type=count, default=5, metavar="N", help="runs per server (5)")
+    fake.add_argument(
+        "--fault-rate", type=_rate, default=0.0, metavar="R", help="share of requests that fail"
+    )
+    fake.add_argument(
+        "--latency", type=_non_negative, default=0.0, metavar="S", help="seconds per response"
+    )
+    fake.add_argument(
+        "--progress-every",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="runs move a status forward every S seconds (5)",
+    )
+    fake.add_argument(
+        "--new-run-every",
+        type=_non_negative,
+        default=2.0,
+        metavar="S",
+        help="queue a new run on some server every S seconds (2; 0: never)",
+    )
+    fake.add_argument(
+        "--shape",
+        choices=("both", "data", "runs"),
+        default="both",
+        help="where a page lists its runs: under data and runs (both, as the API documents), "
+        "or only one of them",
+    )
+    fake.add_argument("--seed", type=int, default=0, help="seed for the generated runs (0)")
+    fake.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdecimal() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0: any free one), got {text!r}")
+    return int(text)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -18,6 +96,7 @@ async def serve(args: argparse.Namespace) -> int:
         servers=args.servers,
         runs_per_server=args.runs,
         seed=args.seed,
+        shape=args.shape,
         fault_rate=args.fault_rate,
         latency=args.latency,
         host=args.host,
@@ -26,19 +105,26 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         await fake.start()
     except OSError as exc:
-        warn(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-        return 1
+        hint = "; --port 0 picks a free one" if exc.errno == errno.EADDRINUSE and args.port else ""
+        warn(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}{hint}")
+        return FAILED
     try:
         ids = fake.server_ids
         print(
             f"FakeACPServer: {len(ids)} servers ({ids[0]} .. {ids[-1]}), {args.runs} runs each",
-            f"  export ACP_BASE_URL={fake.base_url}",
+            f"  export ACP_BASE_URL={_local_url(fake.base_url, args.host)}",
             f"  export ACP_API_KEY={fake.token}",
             f"  then: seq -f 'srv-%04g' 1 {len(ids)} | acp-async runs poll --servers-file -",
             "Ctrl-C stops it.",
             sep="\n",
             flush=True,
         )
+        if _all_interfaces(args.host):
+            note(
+                f"listening on every interface ({args.host}); from another machine use this "
+                "one's address: plain http beyond loopback sends the token in clear text, "
+                "and the client warns about it"
+            )
         await churn(
             fake,
             ids,
@@ -49,6 +135,26 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         await fake.close()
     return 0
+
+
+def _all_interfaces(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _local_url(base_url: str, host: str) -> str:
+    """The URL to use from this machine: loopback when listening on every interface.
+
+    ``http://0.0.0.0:8080`` is not an address to connect to, and a client would take it
+    for a remote host and warn about plain http.
+    """
+    if not _all_interfaces(host):
+        return base_url
+    loopback = "[::1]" if ":" in host else "127.0.0.1"
+    bracketed = f"[{host.strip('[]')}]" if ":" in host else host
+    return base_url.replace(f"//{bracketed}:", f"//{loopback}:", 1)
 
 
 async def churn(

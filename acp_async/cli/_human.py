@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..models import AgentRun, AgentRunList, RunEvent, RunStatus, ServerRuns
-from ._report import clean, short
+from ._report import clean, event_parts, short
 
 STATUS_STYLES = {
     RunStatus.QUEUED: "cyan",
@@ -161,30 +161,17 @@ def status_summary(counts: Counter[str]) -> Table:
 
 
 def event_line(event: RunEvent, id_width: int) -> Text:
-    """``09:14:03  updated  srv-0007  run-...  queued -> running  title``."""
-    run = event.run
-    line = Text.assemble(
-        (datetime.now().strftime("%H:%M:%S"), "dim"),
-        "  ",
-        (f"{event.kind:<7}", "bold" if event.kind == "created" else ""),
-        "  ",
-        clean(event.server_id).ljust(id_width),
-        "  ",
-    )
-    if run is None:
-        return line
-    line.append(clean(run.id or "-").ljust(16))
-    line.append("  ")
-    change = Text()
-    if event.previous is not None and event.previous.status != run.status:
-        change.append_text(status_text(event.previous.status))
-        change.append(" -> ", "dim")
-    change.append_text(status_text(run.status))
-    change.align("left", 21)
-    line.append_text(change)
-    line.append("  ")
-    line.append(clean(run.title or ""))
+    """``event_text``'s columns, with the kind in bold and the statuses coloured."""
+    line = Text()
+    for text, what in event_parts(event, id_width):
+        if what == "status":
+            line.append_text(status_text(text))
+        else:
+            line.append(text, _EVENT_STYLES.get(what, ""))
     return line
+
+
+_EVENT_STYLES = {"time": "dim", "created": "bold", "arrow": "dim"}
 
 
 @contextlib.contextmanager

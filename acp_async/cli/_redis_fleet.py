@@ -8,193 +8,166 @@ worker hands its claims back first); a refused API token ends the worker with ex
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import logging
-import math
 import os
-import signal
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .._client import ACPClient
-from .._converter import to_json
-from ..errors import AuthenticationError
-from ._fleet import UsageError, server_ids
+from .. import ACPClient, AuthenticationError, to_json
+from ._parser import FAILED, OK, Command, UsageError, add_command, count, seconds
 from ._report import clean, warn
+from ._servers import server_ids
 
 if TYPE_CHECKING:
     from ..fleet import FleetEvent, FleetStatus, RedisFleet
+    from ._parser import Subcommands
 
-__all__ = ("add_commands",)
+__all__ = ("register",)
 
 REDIS_URL_ENV = "ACP_REDIS_URL"
-OK, FAILED = 0, 1
 
 
-def _count(text: str) -> int:
-    value = int(text) if text.isdecimal() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def add_commands(commands: Any) -> None:
-    """Add ``fleet`` and its commands to the CLI's subparsers."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis", metavar="URL", help=f"Redis URL (default: ${REDIS_URL_ENV})")
-    common.add_argument("--fleet", default="default", metavar="NAME", help="fleet name (default)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v, -vv)")
-    ids = argparse.ArgumentParser(add_help=False)
-    ids.add_argument("server_ids", nargs="*", metavar="SERVER_ID")
-    ids.add_argument("--servers-file", metavar="FILE", help="more ids, one per line ('-': stdin)")
-
+def register(commands: Subcommands) -> None:
+    """``fleet add|remove|worker|events|status``."""
     fleet = commands.add_parser(
         "fleet",
         help="watch a fleet with many workers through Redis (extra 'redis')",
         description="A fleet of ACP servers watched by any number of workers through Redis.",
     )
     sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
-    add = sub.add_parser("add", parents=[common, ids], help="add servers to the fleet")
-    add.set_defaults(handler=_add)
-    remove = sub.add_parser("remove", parents=[common, ids], help="remove servers")
-    remove.set_defaults(handler=_remove)
+    for name, run, text in (("add", _add, "add servers"), ("remove", _remove, "remove servers")):
+        parser = add_command(sub, name, Command(run, check=_check_ids), help=text)
+        _common(parser)
+        parser.add_argument("server_ids", nargs="*", metavar="SERVER_ID")
+        parser.add_argument("--servers-file", metavar="FILE", help="more ids ('-': stdin)")
 
-    worker = sub.add_parser(
-        "worker", parents=[common], help="poll the fleet's due servers until stopped"
+    worker = add_command(
+        sub,
+        "worker",
+        Command(_worker, check=_check_redis, client=True, on_signal=OK),
+        help="poll the fleet's due servers until stopped",
     )
-    worker.add_argument("--base-url", metavar="URL", help="API base URL (default: environment)")
-    worker.add_argument("--concurrency", type=_count, default=16, metavar="N", help="polls (16)")
-    worker.add_argument("--interval", type=_seconds, default=30.0, metavar="S", help="busy (30)")
-    worker.add_argument("--limit", type=_count, default=50, metavar="N", help="runs a poll (50)")
-    worker.add_argument("--lease", type=_seconds, default=60.0, metavar="S", help="claim (60)")
-    worker.set_defaults(handler=_worker)
+    _common(worker)
+    worker.add_argument("--concurrency", type=count, default=16, metavar="N", help="polls (16)")
+    worker.add_argument("--interval", type=seconds, default=30.0, metavar="S", help="busy (30)")
+    worker.add_argument("--limit", type=count, default=50, metavar="N", help="runs a poll (50)")
+    worker.add_argument("--lease", type=seconds, default=60.0, metavar="S", help="claim (60)")
 
-    events = sub.add_parser("events", parents=[common], help="print the fleet's events")
+    events = add_command(
+        sub,
+        "events",
+        Command(_events, check=_check_redis, global_options=True, on_signal=OK),
+        help="print the fleet's events (and acknowledge them)",
+    )
+    _common(events)
     events.add_argument("--group", default="cli", help="consumer group (cli)")
     events.add_argument("--consumer", default=socket.gethostname(), help="consumer (hostname)")
-    events.add_argument("--json", action="store_true", help="one JSON object per line")
-    events.set_defaults(handler=_events)
 
-    status = sub.add_parser("status", parents=[common], help="servers, workers, backlog")
-    status.add_argument("--json", action="store_true", help="one JSON object")
-    status.set_defaults(handler=_status)
+    status = add_command(
+        sub,
+        "status",
+        Command(_status, check=_check_redis, global_options=True),
+        help="servers, workers, backlog",
+    )
+    _common(status)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", metavar="URL", help=f"Redis URL (default: ${REDIS_URL_ENV})")
+    parser.add_argument("--fleet", default="default", metavar="NAME", help="fleet name (default)")
+
+
+def _check_redis(args: argparse.Namespace) -> None:
+    try:
+        import redis  # noqa: F401, PLC0415 - the optional extra: is it installed?
+    except ImportError:
+        raise UsageError("fleet needs the 'redis' extra: pip install 'acp-async[redis]'") from None
+    if not (args.redis or os.environ.get(REDIS_URL_ENV)):
+        raise UsageError(f"no Redis: give --redis URL or set {REDIS_URL_ENV}")
+
+
+def _check_ids(args: argparse.Namespace) -> None:
+    _check_redis(args)
+    args.ids = server_ids(args.server_ids, args.servers_file, None)[0]
 
 
 def _open(args: argparse.Namespace, **options: Any) -> RedisFleet:
-    try:
-        from ..fleet import RedisFleet  # noqa: PLC0415 - the optional extra
-    except ImportError:
-        raise UsageError("fleet needs the 'redis' extra: pip install 'acp-async[redis]'") from None
-    url = args.redis or os.environ.get(REDIS_URL_ENV)
-    if not url:
-        raise UsageError(f"no Redis: give --redis URL or set {REDIS_URL_ENV}")
-    _logging(args.verbose)
+    from ..fleet import RedisFleet  # noqa: PLC0415 - the optional extra
+
+    url = args.redis or os.environ[REDIS_URL_ENV]
     try:
         return RedisFleet(url, name=args.fleet, **options)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
 
-def _logging(verbose: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log = logging.getLogger("acp_async")
-    log.setLevel(
-        logging.WARNING if not verbose else logging.INFO if verbose == 1 else logging.DEBUG
-    )
-    log.addHandler(handler)
-
-
-def _ids(args: argparse.Namespace) -> list[str]:
-    return server_ids(args.server_ids, args.servers_file, None)[0]
-
-
-def _add(args: argparse.Namespace) -> int:
-    ids = _ids(args)
+async def _add(args: argparse.Namespace) -> int:
     fleet = _open(args)
 
-    async def add() -> int:
-        async with fleet:
-            new = await fleet.add(ids)
-            total = len(await fleet.server_ids())
-        print(f"added {new} new of {len(ids)} servers; the fleet {fleet.name!r} has {total}")
-        return OK
+    async def add() -> None:
+        new = await fleet.add(args.ids)
+        total = len(await fleet.server_ids())
+        print(f"added {new} new of {len(args.ids)} servers; the fleet {fleet.name!r} has {total}")
 
-    return _redis_command(add)
+    return await _one_shot(fleet, add)
 
 
-def _remove(args: argparse.Namespace) -> int:
-    ids = _ids(args)
+async def _remove(args: argparse.Namespace) -> int:
     fleet = _open(args)
 
-    async def remove() -> int:
-        async with fleet:
-            gone = await fleet.remove(ids)
-        print(f"removed {gone} of {len(ids)} servers from the fleet {fleet.name!r}")
-        return OK
+    async def remove() -> None:
+        gone = await fleet.remove(args.ids)
+        print(f"removed {gone} of {len(args.ids)} servers from the fleet {fleet.name!r}")
 
-    return _redis_command(remove)
+    return await _one_shot(fleet, remove)
 
 
-def _worker(args: argparse.Namespace) -> int:
-    fleet = _open(args, interval=args.interval, limit=args.limit, lease=args.lease)
-    try:
-        client = ACPClient(base_url=args.base_url, max_connections=max(100, args.concurrency))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-    async def work() -> int:
-        async with client, fleet:
-            try:
-                await fleet.work(client, concurrency=args.concurrency)
-            except AuthenticationError as exc:
-                warn(f"the API refused the token ({exc.status}); stopping: {exc.message}")
-                return FAILED
-        return OK  # pragma: no cover - work() returns only by raising
-
-    return _until_signal(work)
-
-
-def _events(args: argparse.Namespace) -> int:
+async def _status(args: argparse.Namespace) -> int:
     fleet = _open(args)
 
-    async def read() -> int:
-        async with fleet:
-            stream = fleet.events(args.group, args.consumer)
-            async with contextlib.aclosing(stream):
-                async for event in stream:
-                    line = json.dumps(event_json(event)) if args.json else event_line(event)
-                    print(line, flush=True)
-                    await fleet.ack(args.group, event)
-        return OK  # pragma: no cover - the stream has no end
-
-    return _until_signal(read)
-
-
-def _status(args: argparse.Namespace) -> int:
-    fleet = _open(args)
-
-    async def status() -> int:
-        async with fleet:
-            now = await fleet.status()
+    async def status() -> None:
+        now = await fleet.status()
         print(json.dumps(status_json(now)) if args.json else status_table(now))
-        return OK
 
-    return _redis_command(status)
+    return await _one_shot(fleet, status)
+
+
+async def _one_shot(fleet: RedisFleet, job: Callable[[], Awaitable[None]]) -> int:
+    """Redis unreachable is one line and exit 1."""
+    from redis.exceptions import RedisError  # noqa: PLC0415 - the optional extra
+
+    try:
+        async with fleet:
+            await job()
+    except (RedisError, OSError) as exc:
+        warn(f"Redis: {type(exc).__name__}: {exc}")
+        return FAILED
+    return OK
+
+
+async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
+    fleet = _open(args, interval=args.interval, limit=args.limit, lease=args.lease)
+    async with fleet:
+        try:
+            await fleet.work(client, concurrency=args.concurrency)
+        except AuthenticationError as exc:
+            warn(f"the API refused the token ({exc.status}); stopping: {exc.message}")
+            return FAILED
+    return OK  # pragma: no cover - work() returns only by raising
+
+
+async def _events(args: argparse.Namespace) -> int:
+    fleet = _open(args)
+    async with fleet:
+        stream = fleet.events(args.group, args.consumer)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                line = json.dumps(event_json(event)) if args.json else event_line(event)
+                print(line, flush=True)
+                await fleet.ack(args.group, event)
+    return OK  # pragma: no cover - the stream has no end
 
 
 def event_json(event: FleetEvent) -> dict[str, Any]:
@@ -240,48 +213,3 @@ def status_table(status: FleetStatus) -> str:
     rows += [(f"pending [{group}]", str(count)) for group, count in sorted(status.pending.items())]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def _redis_command(make: Callable[[], Awaitable[int]]) -> int:
-    """A one-shot command: Redis unreachable is one line and exit 1."""
-    from redis.exceptions import RedisError  # noqa: PLC0415 - the optional extra
-
-    async def guarded() -> int:
-        try:
-            return await make()
-        except (RedisError, OSError) as exc:
-            warn(f"Redis: {type(exc).__name__}: {exc}")
-            return FAILED
-
-    return asyncio.run(guarded())
-
-
-def _until_signal(make: Callable[[], Awaitable[int]]) -> int:
-    """Run until SIGTERM or SIGINT cancels it (cleanups run), then exit 0."""
-
-    async def guarded() -> int:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        stopped: list[int] = []
-
-        def stop(signum: int) -> None:
-            stopped.append(signum)
-            task.cancel()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop, signum)
-        try:
-            return await make()
-        except asyncio.CancelledError:
-            if not stopped:
-                raise
-            return OK
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-
-    try:
-        return asyncio.run(guarded())
-    except KeyboardInterrupt:
-        return OK

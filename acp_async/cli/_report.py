@@ -7,23 +7,26 @@ from __future__ import annotations
 
 import http
 import json
-import os
+import re
 import sys
 import unicodedata
+from datetime import datetime
 from typing import Any
 
-from .. import _converter
-from .._config import API_KEY_ENV
-from ..errors import (
+from .. import (
     ACPError,
+    AgentRunList,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     ResponseValidationError,
+    RunEvent,
+    to_json,
 )
-from ..models import AgentRunList, RunEvent
+from ._parser import PROG
 
-PROG = "acp-async"
+# The secrets of this process's client, blanked in anything printed (see `redact`).
+_SECRETS: set[str] = set()
 
 
 def clean(text: object) -> str:
@@ -42,7 +45,11 @@ def _phrase(status: int) -> str:
 
 
 def describe(exc: ACPError) -> str:
-    """What went wrong, in one line: status, message, code and request id when known."""
+    """What went wrong, in one line: status, message, code and request id when known.
+
+    A status error names the server's answer; any other error says what failed and the
+    URL it was for, once.
+    """
     if isinstance(exc, APIStatusError):
         head = f"HTTP {exc.status} {_phrase(exc.status)}".rstrip()
         text = head if exc.message in (head, _phrase(exc.status)) else f"{head}: {exc.message}"
@@ -52,13 +59,41 @@ def describe(exc: ACPError) -> str:
         if exc.retry_after is not None:
             extras.append(f"retry after {exc.retry_after:g}s")
         return f"{text} ({', '.join(extras)})" if extras else text
+    text, url = str(exc), exc.url
     if isinstance(exc, APITimeoutError):
-        return f"timed out: {exc}"
-    if isinstance(exc, APIConnectionError):
-        return f"connection failed: {exc}"
-    if isinstance(exc, ResponseValidationError):
-        return f"bad response: {exc}"
-    return str(exc)
+        text = text if text.startswith("timed out") else f"timed out: {text}"
+    elif isinstance(exc, APIConnectionError):
+        text = f"connection failed: {_connection_reason(text.removeprefix('connection failed: '))}"
+    elif isinstance(exc, ResponseValidationError):
+        text = f"bad response: {text}"
+    return f"{text} ({url})" if url else text
+
+
+# aiohttp's wording of a failed connect: "Cannot connect to host h:p ssl:default [reason]".
+_CANNOT_CONNECT = re.compile(r"Cannot connect to host (?P<host>\S+) ssl:\S+ \[(?P<why>.*)\]$")
+# The class name aiohttp's error is quoted with ("ClientConnectorError: ...").
+_CLASS_PREFIX = re.compile(r"^(?:[A-Z][A-Za-z]*(?:Error|Exception|Disconnected)): ")
+# The address asyncio repeats after its reason: "Connect call failed ('127.0.0.1', 1)".
+_ADDRESS_TUPLE = re.compile(r" \(['\"][^()]*\)$")
+
+
+def _connection_reason(message: str) -> str:
+    """The reason a connection failed, in words: no aiohttp class names, no repetition.
+
+    "ClientConnectorError: Cannot connect to host 127.0.0.1:1 ssl:default [Connect call
+    failed ('127.0.0.1', 1)]" becomes "connect call failed"; the URL, said after it, names
+    the host.
+    """
+    reason = _CLASS_PREFIX.sub("", message)
+    found = _CANNOT_CONNECT.search(reason)
+    if found is None:
+        return _lower_first(reason)
+    why = _ADDRESS_TUPLE.sub("", found["why"]).strip()
+    return _lower_first(why) if why else f"cannot connect to {found['host']}"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
 
 
 def short(exc: ACPError) -> str:
@@ -74,22 +109,30 @@ def short(exc: ACPError) -> str:
     return type(exc).__name__
 
 
+def hide(*secrets: str | None) -> None:
+    """Blank ``secrets`` (the client's tokens) in everything printed from now on."""
+    _SECRETS.update(secret for secret in secrets if secret and len(secret) >= 4)
+
+
 def redact(text: str) -> str:
     """The token, should it ever reach a message, replaced by ``***``.
 
     The client never puts it in one; this is a second line of defence for a CLI
     whose stderr ends up in CI logs and bug reports.
     """
-    for name in API_KEY_ENV:
-        secret = os.environ.get(name, "").strip()
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
     return text
 
 
 def warn(message: str) -> None:
     """One line on stderr, prefixed with the program name."""
     print(f"{PROG}: {redact(clean(message))}", file=sys.stderr, flush=True)
+
+
+def warning(message: str) -> None:
+    """A ``warning: ...`` line: something to know, nothing failed."""
+    warn(f"warning: {message}")
 
 
 def note(message: str) -> None:
@@ -120,7 +163,7 @@ def page_json(server_id: str, page: AgentRunList) -> dict[str, Any]:
         body["agentRuntimeId"] = page.agent_runtime_id
     if page.object is not None:
         body["object"] = page.object
-    body["data"] = [_converter.to_json(run) for run in page.data]
+    body["data"] = [to_json(run) for run in page.data]
     return body
 
 
@@ -128,12 +171,48 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     """A watch event: ``kind``, ``serverId`` and the run (with ``previous``) or ``error``."""
     body: dict[str, Any] = {"kind": event.kind, "serverId": event.server_id}
     if event.run is not None:
-        body["run"] = _converter.to_json(event.run)
+        body["run"] = to_json(event.run)
     if event.previous is not None:
-        body["previous"] = _converter.to_json(event.previous)
+        body["previous"] = to_json(event.previous)
     if event.error is not None:
         body["error"] = error_json(event.error)
     return body
+
+
+def event_parts(event: RunEvent, id_width: int) -> list[tuple[str, str]]:
+    """A watch line as ``(text, what)`` parts, ``what`` naming the part for colour.
+
+    ``09:14:03  updated  srv-0007  run-...  queued -> running  title``: the same columns
+    with and without rich (``event_text`` joins them; ``_human`` colours them).
+    """
+    parts = [
+        (datetime.now().strftime("%H:%M:%S"), "time"),
+        ("  ", ""),
+        (f"{event.kind:<7}", event.kind),
+        ("  ", ""),
+        (clean(event.server_id).ljust(id_width), ""),
+        ("  ", ""),
+    ]
+    run = event.run
+    if run is None:
+        return parts
+    parts += [(clean(run.id or "-").ljust(16), ""), ("  ", "")]
+    change: list[tuple[str, str]] = []
+    if event.previous is not None and event.previous.status != run.status:
+        change += [(_status(event.previous.status), "status"), (" -> ", "arrow")]
+    change.append((_status(run.status), "status"))
+    padding = 21 - sum(len(text) for text, _ in change)
+    parts += [*change, (" " * max(0, padding), ""), ("  ", ""), (clean(run.title or ""), "")]
+    return parts
+
+
+def _status(status: object) -> str:
+    return "-" if status is None else clean(status)
+
+
+def event_text(event: RunEvent, id_width: int) -> str:
+    """A watch line as plain text, for a terminal without rich (or a pipe)."""
+    return "".join(text for text, _ in event_parts(event, id_width)).rstrip()
 
 
 def emit(obj: dict[str, Any]) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import TYPE_CHECKING
 
-from .. import _converter
-from .._client import ACPClient
-from ..errors import ACPError, AuthenticationError
-from ..models import RunEvent, ServerRuns
+from .. import ACPClient, ACPError, AuthenticationError, RunEvent, ServerRuns, to_json
+from ._parser import OK, Command, UsageError, add_command, count, seconds
 from ._report import (
     clean,
     describe,
@@ -17,22 +18,122 @@ from ._report import (
     error_json,
     error_line,
     event_json,
+    event_text,
     note,
     page_json,
     warn,
 )
+from ._servers import checked, parse_shard, server_ids
+
+if TYPE_CHECKING:
+    from ._parser import Subcommands
 
 
-async def list_runs(client: ACPClient, server_id: str, *, limit: int | None, as_json: bool) -> int:
-    """One page of one server's runs, newest first."""
+def register(commands: Subcommands) -> None:
+    """``runs list|poll|watch``."""
+    runs = commands.add_parser("runs", help="read agent runs", description="Read agent runs.")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+
+    list_ = add_command(
+        runs_commands,
+        "list",
+        Command(list_command, check=_check_list, client=True),
+        help="one server's newest runs, as a table",
+        description="One server's newest runs (one request), newest first.",
+    )
+    list_.add_argument("server_id", metavar="SERVER_ID")
+    list_.add_argument("--limit", type=count, metavar="N", help="how many runs (server: 20)")
+
+    poll = add_command(
+        runs_commands,
+        "poll",
+        Command(poll_command, check=_check_poll, client=True),
+        help="read many servers at once, then a summary",
+        description="Read many servers at once (one request each), then a summary. "
+        "Interrupted, it prints what it has and how many servers answered.",
+    )
+    _add_fleet_options(poll)
+    poll.add_argument("--limit", type=count, metavar="N", help="runs per server (server: 20)")
+
+    watch = add_command(
+        runs_commands,
+        "watch",
+        Command(watch_command, check=_check_watch, client=True, on_signal=OK),
+        help="print runs as they are created or change",
+        description="Print a line per created or updated run until Ctrl-C or SIGTERM (exit 0).",
+    )
+    _add_fleet_options(watch)
+    watch.add_argument(
+        "--interval", type=seconds, default=5.0, metavar="S", help="seconds between polls (5)"
+    )
+    watch.add_argument("--limit", type=count, default=50, metavar="N", help="runs per poll (50)")
+
+
+def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("server_ids", nargs="*", metavar="SERVER_ID")
+    parser.add_argument(
+        "--servers-file", metavar="FILE", help="more server ids, one per line ('-': stdin)"
+    )
+    parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        metavar="I/N",
+        help="take only worker I's share of N (0 <= I < N); N copies split the fleet",
+    )
+    parser.add_argument(
+        "--concurrency", type=count, default=16, metavar="N", help="requests in flight (16)"
+    )
+
+
+def _check_list(args: argparse.Namespace) -> None:
+    checked(args.server_id, "on the command line")
+    need_tables(args)
+
+
+def _check_poll(args: argparse.Namespace) -> None:
+    need_tables(args)
+    args.ids = fleet(args)
+
+
+def _check_watch(args: argparse.Namespace) -> None:
+    args.ids = fleet(args)
+
+
+def fleet(args: argparse.Namespace) -> list[str]:
+    """The server ids this command reads; an empty shard says so on stderr."""
+    ids, given = server_ids(args.server_ids, args.servers_file, args.shard)
+    if not ids:
+        index, shards = args.shard
+        warn(f"shard {index}/{shards} owns none of the {given} servers given; nothing to do")
+    return ids
+
+
+def need_tables(args: argparse.Namespace) -> None:
+    """Table output needs rich; ``--json`` does not (nor does ``runs watch``)."""
+    if args.json:
+        return
     try:
-        page = await client.runs.list(server_id, limit=limit)
+        import rich  # noqa: F401, PLC0415 - the optional extra: is it installed?
+    except ImportError:
+        raise UsageError(
+            "the table output needs the 'cli' extra: pip install 'acp-async[cli]' (or use --json)"
+        ) from None
+
+
+# -- runs list ---------------------------------------------------------------------------------
+
+
+async def list_command(args: argparse.Namespace, client: ACPClient) -> int:
+    """One page of one server's runs, newest first."""
+    server_id = args.server_id
+    try:
+        page = await client.runs.list(server_id, limit=args.limit)
     except ACPError as exc:
         error_line(server_id, exc)
         return 1
-    if as_json:
+    if args.json:
         for run in page.data:
-            emit(_converter.to_json(run))
+            emit(to_json(run))
         return 0
     from ._human import runs_table, stdout_console  # noqa: PLC0415 - rich is optional
 
@@ -41,38 +142,63 @@ async def list_runs(client: ACPClient, server_id: str, *, limit: int | None, as_
     return 0
 
 
-async def poll(
-    client: ACPClient,
-    server_ids: list[str],
-    *,
-    limit: int | None,
-    concurrency: int,
-    as_json: bool,
-) -> int:
-    """Every server once, at most ``concurrency`` at a time; 1 when any server failed."""
+# -- runs poll ---------------------------------------------------------------------------------
+
+
+async def poll_command(args: argparse.Namespace, client: ACPClient) -> int:
+    """Every server once, at most ``--concurrency`` at a time; 1 when any server failed.
+
+    Stopped by a signal, it prints the outcomes it has and how many servers answered.
+    """
+    ids: list[str] = args.ids
+    if not ids:
+        return OK
     started = time.monotonic()
-    stream = client.runs.list_many(server_ids, limit=limit, concurrency=concurrency)
-    with _progress(len(server_ids), "polling servers") as advance:
-        outcomes = await collect(
-            stream, advance, (lambda outcome: emit(_server_json(outcome))) if as_json else None
-        )
+    outcomes: dict[str, ServerRuns] = {}
+    stream = client.runs.list_many(ids, limit=args.limit, concurrency=args.concurrency)
+    each = (lambda outcome: emit(_server_json(outcome))) if args.json else None
+    try:
+        with _progress(len(ids), "polling servers") as advance:
+            await collect(stream, outcomes, advance, each)
+    except asyncio.CancelledError:
+        _poll_report(args, ids, outcomes, started, interrupted=True)
+        raise
+    return _poll_report(args, ids, outcomes, started, interrupted=False)
+
+
+def _poll_report(
+    args: argparse.Namespace,
+    ids: list[str],
+    outcomes: dict[str, ServerRuns],
+    started: float,
+    *,
+    interrupted: bool,
+) -> int:
+    """The table (unless ``--json``, which printed as it went) and a line on stderr."""
     failed = sum(1 for o in outcomes.values() if o.error is not None)
-    if not as_json:
+    if not args.json and (outcomes or not interrupted):
         from ._human import poll_table, stdout_console  # noqa: PLC0415 - rich is optional
 
-        stdout_console().print(poll_table([outcomes[sid] for sid in server_ids]))
-        elapsed = time.monotonic() - started
-        note(f"polled {len(server_ids)} servers in {elapsed:.1f}s, {failed} failed")
+        stdout_console().print(poll_table([outcomes[sid] for sid in ids if sid in outcomes]))
+    elapsed = time.monotonic() - started
+    if interrupted:
+        note(
+            f"interrupted after {elapsed:.1f}s: {len(outcomes)} of {len(ids)} servers answered, "
+            f"{failed} failed"
+        )
+    elif not args.json:
+        note(f"polled {len(ids)} servers in {elapsed:.1f}s, {failed} failed")
     return 1 if failed else 0
 
 
 async def collect(
     stream: AsyncGenerator[ServerRuns, None],
+    outcomes: dict[str, ServerRuns],
     advance: Callable[[bool], None],
     each: Callable[[ServerRuns], None] | None = None,
-) -> dict[str, ServerRuns]:
-    """A fan-out's outcomes by server, advancing the bar and reporting each failure."""
-    outcomes: dict[str, ServerRuns] = {}
+) -> None:
+    """A fan-out's outcomes into ``outcomes`` by server, advancing the bar and reporting
+    each failure; what arrived stays there if the fan-out is cancelled."""
     async with contextlib.aclosing(stream):
         async for outcome in stream:
             outcomes[outcome.server_id] = outcome
@@ -81,7 +207,6 @@ async def collect(
                 error_line(outcome.server_id, outcome.error)
             if each is not None:
                 each(outcome)
-    return outcomes
 
 
 def _server_json(outcome: ServerRuns) -> dict[str, object]:
@@ -103,18 +228,18 @@ def _progress(total: int, label: str) -> Iterator[Callable[[bool], None]]:
         yield advance
 
 
-async def watch(
-    client: ACPClient,
-    server_ids: list[str],
-    *,
-    interval: float,
-    limit: int,
-    concurrency: int,
-    as_json: bool,
-) -> int:
+# -- runs watch --------------------------------------------------------------------------------
+
+
+async def watch_command(args: argparse.Namespace, client: ACPClient) -> int:
     """Print each created or updated run as it is seen, until stopped (Ctrl-C, SIGTERM)."""
-    show = None if as_json else _event_printer(server_ids)
-    stream = client.runs.watch(server_ids, interval=interval, limit=limit, concurrency=concurrency)
+    ids: list[str] = args.ids
+    if not ids:
+        return OK
+    show = None if args.json else _event_printer(ids)
+    stream = client.runs.watch(
+        ids, interval=args.interval, limit=args.limit, concurrency=args.concurrency
+    )
     try:
         async with contextlib.aclosing(stream):
             async for event in stream:
@@ -131,10 +256,18 @@ async def watch(
 
 
 def _event_printer(server_ids: list[str]) -> Callable[[RunEvent], None]:
-    from ._human import event_line, stdout_console  # noqa: PLC0415 - rich is optional
+    """Coloured lines with rich; the same columns as plain text without it."""
+    width = max(len(clean(sid)) for sid in server_ids)
+    try:
+        from ._human import event_line, stdout_console  # noqa: PLC0415 - rich is optional
+    except ImportError:
+
+        def plain(event: RunEvent) -> None:
+            print(event_text(event, width), flush=True)
+
+        return plain
 
     console = stdout_console()
-    width = max(len(clean(sid)) for sid in server_ids)
 
     def show(event: RunEvent) -> None:
         console.print(event_line(event, width), no_wrap=True, overflow="ellipsis")

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from yarl import URL
 
 from . import _converter, _pagination, _validate
 from ._fanout import as_completed_bounded
-from ._retry import RETRYABLE_STATUSES
+from ._log import log
+from ._transport import Transport
 from ._watch import Watcher, WatchState
-from .errors import ACPError, APIConnectionError, APIStatusError, WaitTimeoutError
+from .errors import ACPError, WaitTimeoutError
 from .models import AgentRun, AgentRunList, RunEvent, ServerRuns
 
-if TYPE_CHECKING:
-    from ._client import ACPClient
-
 __all__ = ("Runs",)
-
-log = logging.getLogger("acp_async")
 
 
 def _parse_page(value: Any) -> AgentRunList:
@@ -31,23 +26,23 @@ def _parse_page(value: Any) -> AgentRunList:
 class Runs:
     """Reads ``GET /v1/servers/{serverId}/runtime/agent/runs``."""
 
-    def __init__(self, client: ACPClient) -> None:
-        self._client = client
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     def _url(self, server_id: object, limit: object) -> URL:
         segment = _validate.path_segment(server_id)
         page_size = _validate.positive_int("limit", limit)
         # An int needs no encoding: cheaper than yarl's with_query on every request.
         query = "" if page_size is None else f"limit={page_size}"
-        return self._client.url("servers", segment, "runtime", "agent", "runs", query=query)
+        return self._transport.url("servers", segment, "runtime", "agent", "runs", query=query)
 
     async def _fetch_page(self, server_id: str, limit: int) -> Any:
         """The decoded JSON body of one page, for the watch engine (it structures runs itself)."""
-        body, _ = await self._client.get(self._url(server_id, limit), _identity)
+        body, _ = await self._transport.get(self._url(server_id, limit), _identity)
         return body
 
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
-        return await self._client.get(url, _parse_page)
+        return await self._transport.get(url, _parse_page)
 
     async def list(self, server_id: str, *, limit: int | None = None) -> AgentRunList:
         """One page of a server's runs (the newest ``limit`` of them)."""
@@ -88,14 +83,14 @@ class Runs:
         """
         page_size = _validate.positive_int("limit", limit)
         slots = _validate.int_at_least("concurrency", concurrency, 1)
-        ids = _ids(server_ids)
+        ids = _validate.server_id_iterable(server_ids)
         return as_completed_bounded(
             ids, self._one_server(page_size), self._slots(slots), check=_validate.taken_server_id
         )
 
     def _slots(self, concurrency: int) -> int:
         """Never more in flight than the connection pool can carry."""
-        return min(concurrency, self._client.pool_limit() or concurrency)
+        return min(concurrency, self._transport.pool_limit() or concurrency)
 
     def _one_server(self, limit: int | None) -> Any:
         async def fetch(server_id: str) -> ServerRuns:
@@ -122,11 +117,13 @@ class Runs:
         """
         watcher = Watcher(
             self._fetch_page,
-            _ids(server_ids),
+            self._transport.retry,
+            _validate.server_id_iterable(server_ids),
             interval=_validate.positive_seconds("interval", interval),
             limit=_validate.int_at_least("limit", limit, 1),
             concurrency=self._slots(_validate.int_at_least("concurrency", concurrency, 1)),
             state=WatchState() if state is None else state,
+            observer=self._transport.observer,
         )
         return watcher.events()
 
@@ -182,8 +179,8 @@ class Runs:
         """The newest runs, or None when this poll failed transiently."""
         try:
             page, _ = await self._fetch(url)
-        except (APIConnectionError, APIStatusError) as exc:
-            if isinstance(exc, APIStatusError) and exc.status not in RETRYABLE_STATUSES:
+        except ACPError as exc:
+            if not self._transport.retry.is_transient(exc):
                 raise
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
             return None
@@ -192,12 +189,6 @@ class Runs:
 
 def _identity(value: Any) -> Any:
     return value
-
-
-def _ids(server_ids: Iterable[str]) -> Iterable[str]:
-    if isinstance(server_ids, str | bytes):
-        raise TypeError("server_ids must be an iterable of server ids, not a single string")
-    return server_ids
 
 
 def _wait_timeout(

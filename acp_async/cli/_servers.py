@@ -6,12 +6,8 @@ import argparse
 import sys
 from collections.abc import Iterable, Sequence
 
-from .. import _validate
-from .._shard import shard
-
-
-class UsageError(Exception):
-    """A mistake on the command line or in its input: exit 2, one line, no traceback."""
+from .. import _validate, shard
+from ._parser import UsageError
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -34,7 +30,7 @@ def read_ids(lines: Iterable[str], where: str) -> list[str]:
     for number, line in enumerate(lines, 1):
         server_id = line.strip()
         if server_id and not server_id.startswith("#"):
-            ids.append(checked(server_id, f"{where}, line {number}"))
+            ids.append(checked(server_id, f"in {where}, line {number}"))
     return ids
 
 
@@ -42,7 +38,7 @@ def server_ids(
     arguments: Sequence[str], servers_file: str | None, shard_spec: tuple[int, int] | None
 ) -> tuple[list[str], int]:
     """The ids this process owns (in order, without repeats) and how many were given."""
-    ids = [checked(sid, "the command line") for sid in arguments]
+    ids = [checked(sid, "on the command line") for sid in arguments]
     if servers_file is not None:
         ids += _from_file(servers_file)
     if not ids:
@@ -72,6 +68,7 @@ def checked(server_id: str, where: str) -> str:
     """The id, once the SDK's own rule (one path segment, not '.' or '..') accepts it."""
     try:
         _validate.path_segment(server_id)
-    except ValueError:
-        raise UsageError(f"bad server id {server_id!r} in {where}") from None
+    except ValueError as exc:
+        why = str(exc).rpartition(", got ")[0] or str(exc)  # the id is said once, first
+        raise UsageError(f"bad server id {server_id!r} {where}: {why}") from None
     return server_id

@@ -1,0 +1,223 @@
+"""Reading one HTTP response: its body under a cap, its status as an error, its JSON, its
+``Link: rel="next"``, its request id, and where a redirect may lead.
+
+aiohttp has no body cap of its own, and its decompressor may inflate one network
+chunk to tens of MiB before a caller can count. So we ask for the raw bytes and
+inflate them here, never more than the cap plus one byte at a time.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import attrs
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from . import _json
+from ._log import log
+from ._retry import parse_retry_after
+from .errors import APIStatusError, ResponseValidationError, status_error_class
+
+_REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
+
+
+@attrs.frozen
+class Reply:
+    """A 2xx answer, decoded; ``next_url`` is a same-origin ``Link: rel="next"``, if any."""
+
+    value: Any
+    next_url: URL | None
+
+
+async def read_reply(
+    response: aiohttp.ClientResponse, *, origin: URL, limit: int, secret: bytes
+) -> Reply:
+    """The decoded 2xx body, or the error the status or the body calls for.
+
+    ``secret`` (the token) is blanked out of error bodies before anything is read from them.
+    """
+    body = await read_capped(response, limit)
+    if response.status >= 400:
+        raise _error_from_body(response, body, secret)
+    if response.status >= 300 or response.status < 200:
+        raise status_error(response, f"unexpected status {response.status}")
+    try:
+        value = _json.loads(body)
+    except _json.DECODE_ERRORS as exc:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise ResponseValidationError(
+            f"response is not valid JSON ({kind}, {len(body)} bytes): {type(exc).__name__}"
+        ) from None
+    return Reply(value, _next_link(response, origin))
+
+
+def redirect_target(response: aiohttp.ClientResponse, origin: URL) -> URL | None:
+    """Where a 3xx points on ``origin``; a redirect elsewhere would carry the token away."""
+    if not 300 <= response.status < 400:
+        return None
+    location = response.headers.get("Location")
+    target = _resolve(response.url, location) if location else None
+    if target is None:
+        raise status_error(response, f"redirect {response.status} without a usable Location")
+    if not same_origin(target, origin):
+        raise status_error(
+            response, f"refusing to follow a redirect to another origin ({target.origin()})"
+        )
+    return target
+
+
+def same_origin(a: URL, b: URL) -> bool:
+    """Scheme, host and port alike (an explicit default port is the same origin)."""
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
+def request_id(headers: CIMultiDictProxy[str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        if value := headers.get(name):
+            return value
+    return None
+
+
+def status_error(response: aiohttp.ClientResponse, message: str) -> APIStatusError:
+    return APIStatusError(message, status=response.status, request_id=request_id(response.headers))
+
+
+def _next_link(response: aiohttp.ClientResponse, origin: URL) -> URL | None:
+    if "Link" not in response.headers:
+        return None  # the usual case; ``response.links`` parses and allocates
+    try:
+        link = response.links.get("next")
+    except ValueError:  # a header yarl cannot parse: no next page we can trust
+        link = None
+    target = _resolve(response.url, str(link.get("url", ""))) if link else None
+    if target is None:
+        return None
+    if not same_origin(target, origin):
+        log.warning("ignoring a Link rel=next to another origin (%s)", target.origin())
+        return None
+    return target
+
+
+def _resolve(base: URL, reference: str) -> URL | None:
+    """``reference`` made absolute against ``base``, or None when it is not a usable URL."""
+    try:
+        target = base.join(URL(reference))
+        # yarl checks the port and decodes the host only when asked; both may raise
+        # (UnicodeError, for a host IDNA cannot round-trip, is a ValueError too).
+        usable = target.scheme in ("http", "https") and target.host and target.port
+    except ValueError:
+        return None
+    return target if usable else None
+
+
+def _error_from_body(
+    response: aiohttp.ClientResponse, body: bytes, secret: bytes
+) -> APIStatusError:
+    """Map a status to its error class, reading the API's JSON error body when there is one.
+
+    A server or proxy may echo the request's token back: it is blanked out of the body
+    before anything (message, details, excerpt) is taken from it.
+    """
+    body = body.replace(secret, b"***")
+    text = body.decode("utf-8", errors="replace")
+    try:
+        payload = _json.loads(body)
+    except _json.DECODE_ERRORS:
+        payload = None
+    fields = payload if isinstance(payload, dict) else {}
+    message = _text(fields.get("message")) or _text(fields.get("error")) or response.reason
+    return status_error_class(response.status)(
+        message or f"HTTP {response.status}",
+        status=response.status,
+        code=_text(fields.get("code")),
+        details=fields.get("details"),
+        request_id=request_id(response.headers),
+        body=text,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+_ENCODINGS = {"gzip", "x-gzip", "deflate"}
+_AUTO_HEADER = 32 + zlib.MAX_WBITS  # accept a gzip or a zlib header
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The decoded body, or ResponseValidationError once it would exceed ``limit`` bytes."""
+    length = response.content_length
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if length is not None and length > limit:
+        raise _too_large(limit, f"of {length} bytes ")
+    if encoding == "identity":
+        if length is not None:
+            return await response.read()  # exactly Content-Length bytes, already checked
+        return await _read_plain(response, limit)
+    if encoding not in _ENCODINGS:
+        raise ResponseValidationError(f"unsupported Content-Encoding {encoding!r}")
+    return await _inflate(response, limit)
+
+
+async def _read_plain(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+async def _inflate(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    inflater = _Inflater(response.headers["Content-Encoding"].strip().lower(), limit)
+    body = bytearray()
+    try:
+        async for chunk in response.content.iter_any():
+            for piece in inflater.feed(chunk):
+                body += piece
+                if len(body) > limit:
+                    raise _too_large(limit, "(decompressed) ")
+    except zlib.error as exc:
+        raise ResponseValidationError(f"body is not valid {inflater.encoding}: {exc}") from None
+    if not inflater.finished:
+        raise ResponseValidationError(f"{inflater.encoding} body ends early")
+    return bytes(body)
+
+
+class _Inflater:
+    """gzip (several members too), zlib-wrapped deflate, or raw deflate as some servers send."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self.encoding = encoding
+        self._zlib = zlib.decompressobj(_AUTO_HEADER)
+        self._started = False
+        self._room = limit + 1  # never inflate more than this in all: a bomb stops here
+
+    @property
+    def finished(self) -> bool:
+        return self._zlib.eof
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data and self._room > 0:
+            if self._zlib.eof:  # another gzip member follows the last one
+                self._zlib = zlib.decompressobj(_AUTO_HEADER)
+            try:
+                piece = self._zlib.decompress(data, self._room)
+            except zlib.error:
+                if self._started or self.encoding != "deflate":
+                    raise
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no header
+                piece = self._zlib.decompress(data, self._room)
+            self._started = True
+            self._room -= len(piece)
+            yield piece
+            data = self._zlib.unconsumed_tail or self._zlib.unused_data
+
+
+def _too_large(limit: int, what: str = "") -> ResponseValidationError:
+    return ResponseValidationError(f"response {what}exceeds max_response_bytes={limit}")

@@ -1,0 +1,288 @@
+"""The private sender: the session, the retry loop and one attempt.
+
+Three layers, each doing one thing:
+``get`` (retry loop under one deadline, the shared 429 cool-down, ``.url`` on every error)
+-> ``_attempt`` (one request under one timeout, redirects on the same origin only)
+-> ``_response.read_reply`` (capped body, status mapped to an error, JSON, ``Link``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from ._config import ClientConfig
+from ._log import log
+from ._observe import Observer, RequestOutcome
+from ._response import Reply, read_reply, redirect_target, request_id, status_error
+from ._retry import CoolDown, RetryPolicy
+from .errors import (
+    ACPError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    RateLimitError,
+    ResponseValidationError,
+)
+
+T = TypeVar("T")
+
+_MAX_REDIRECTS = 5
+_MAX_COOL_DOWN = 900.0  # seconds; the longest a 429 may pause the whole client
+
+
+class Transport:
+    """Sends the client's GETs; ``Runs`` receives one, users never see it."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        session: aiohttp.ClientSession | None,
+        observer: Observer,
+        trace_configs: Iterable[aiohttp.TraceConfig] | None,
+    ) -> None:
+        self.config = config
+        self.retry = RetryPolicy(max_retries=config.max_retries)
+        self.observer = observer
+        self._secret = config.secret.encode()
+        # The whole attempt (redirect hops and pool wait included) is bounded by
+        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
+        # connect: waiting for a pooled connection is not a slow host.
+        self._socket_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.timeout
+        )
+        self._session = session
+        self._owns_session = session is None
+        self._trace_configs = list(trace_configs or ())
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._cool_down = CoolDown()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session, created on first use inside the running loop (aiohttp binds it there)."""
+        if self._closed:
+            raise RuntimeError("this ACPClient is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "an ACPClient belongs to the event loop it was first used in (each "
+                "asyncio.run() starts a new one): create one client per loop"
+            )
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trace_configs=self._trace_configs or None
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session we created; a borrowed one is left open. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    def pool_limit(self) -> int | None:
+        """How many connections the session's pool allows (None: unbounded)."""
+        connector = self.session().connector
+        return connector.limit if connector is not None and connector.limit else None
+
+    def url(self, *segments: str, query: str = "") -> URL:
+        """An API URL from already percent-encoded path segments and query (yarl must not
+        re-normalise them)."""
+        path = "/".join(segments)
+        return URL(f"{self.config.base_url}/{path}{'?' if query else ''}{query}", encoded=True)
+
+    async def get(self, url: URL, parse: Callable[[Any], T]) -> tuple[T, URL | None]:
+        """GET ``url`` with retries; ``parse`` turns the decoded JSON into the caller's type.
+
+        Any error, ``parse``'s included, leaves with ``.url`` set: the one place it is set.
+        """
+        try:
+            reply = await self._send(url)
+            return parse(reply.value), reply.next_url
+        except ACPError as exc:
+            exc.url = str(url)
+            raise
+
+    async def _send(self, url: URL) -> Reply:
+        """The retry loop: attempts until one succeeds, the policy gives up, or time runs out."""
+        session = self.session()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry.budget(self.config.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # A loop: another 429 may push the end further while we sleep.
+                while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(wait)
+                return await self._attempt(session, url, attempt, deadline - loop.time())
+            except (APIConnectionError, APIStatusError) as exc:
+                time_left = deadline - loop.time()
+                delay = self.retry.delay(exc, attempt, time_left)
+                if isinstance(exc, RateLimitError):
+                    self._pause_everyone(exc, delay)
+                    delay = None if delay is None else 0.0  # the cool-down is the wait
+                if delay is None or delay + self._cool_down.remaining() >= time_left:
+                    raise
+                reason = _retry_reason(exc)
+                self.observer.retried(reason)
+                log.info(
+                    "retrying GET %s in %.2fs (retry %d of %d) after %s",
+                    url,
+                    delay + self._cool_down.remaining(),
+                    attempt,
+                    self.retry.max_retries,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+
+    def _pause_everyone(self, exc: RateLimitError, delay: float | None) -> None:
+        """The host spoke for the whole client: every request waits, fan-outs included
+        (capped, so a bogus ``Retry-After`` cannot disable the client for good)."""
+        pause = exc.retry_after if exc.retry_after is not None else delay
+        if pause:
+            grown = self._cool_down.extend(min(pause, _MAX_COOL_DOWN))
+            if grown:
+                self.observer.rate_limited(grown)
+
+    def _cool_down_left(self, time_left: float) -> float:
+        """Seconds of 429 cool-down to wait out first; too long a one raises RateLimitError."""
+        remaining = self._cool_down.remaining()
+        if remaining > min(self.retry.max_retry_after, time_left):
+            raise RateLimitError(
+                f"the host asked us to wait {remaining:.1f}s after a 429",
+                status=429,
+                retry_after=remaining,
+            )
+        return remaining
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: URL, attempt: int, time_left: float
+    ) -> Reply:
+        """One attempt under one timeout; aiohttp's errors become ours, unchained."""
+        timeout = max(0.001, min(self.config.timeout, time_left))
+        hop = _Hop(self.observer)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._follow(session, url, attempt, hop)
+        except TimeoutError as exc:
+            if isinstance(exc, ACPError):
+                raise
+            hop.end("timeout")
+            log.debug("GET %s timed out (attempt %d)", url, attempt)
+            failure: ACPError = APITimeoutError(f"timed out after {timeout:.3g}s")
+        except aiohttp.ClientError as exc:
+            hop.end("connection")
+            # Only the name and message: some aiohttp errors' repr carries the request
+            # headers, and with them the token.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.debug("GET %s failed (attempt %d): %s", url, attempt, reason)
+            failure = APIConnectionError(f"connection failed: {reason}")
+        finally:
+            hop.end()  # cancelled, or an error of ours: the request still ends once
+        # Raised outside the except blocks, so neither __cause__ nor __context__ keeps
+        # the aiohttp error (and its headers) alive.
+        raise failure
+
+    async def _follow(
+        self, session: aiohttp.ClientSession, url: URL, attempt: int, hop: _Hop
+    ) -> Reply:
+        """The request, and any redirects on our own origin."""
+        origin = self.config.base_url
+        for _ in range(_MAX_REDIRECTS + 1):
+            hop.start()
+            async with session.get(
+                url,
+                headers=self.config.headers,
+                timeout=self._socket_timeout,
+                allow_redirects=False,
+                # Whatever the (maybe borrowed) session says: we map statuses and
+                # inflate bodies ourselves, under the size cap.
+                raise_for_status=False,
+                auto_decompress=False,
+            ) as response:
+                hop.outcome = _status_outcome(response.status)
+                try:
+                    redirect = redirect_target(response, origin)
+                    if redirect is None:
+                        reply = await self._read(response, hop)
+                        hop.end()
+                        return reply
+                finally:
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug(
+                            "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
+                            url,
+                            response.status,
+                            attempt,
+                            hop.elapsed() * 1000,
+                            request_id(response.headers),
+                        )
+            hop.end()
+            url = redirect
+        raise status_error(response, f"more than {_MAX_REDIRECTS} redirects")
+
+    async def _read(self, response: aiohttp.ClientResponse, hop: _Hop) -> Reply:
+        try:
+            return await read_reply(
+                response,
+                origin=self.config.base_url,
+                limit=self.config.max_response_bytes,
+                secret=self._secret,
+            )
+        except ResponseValidationError:
+            hop.outcome = "invalid"
+            raise
+
+
+class _Hop:
+    """One HTTP request on the wire, reported to the observer exactly once as it ends."""
+
+    __slots__ = ("_loop", "_observer", "_started", "outcome")
+
+    def __init__(self, observer: Observer) -> None:
+        self._observer = observer
+        self._loop = asyncio.get_running_loop()
+        self._started: float | None = None
+        self.outcome: RequestOutcome = "connection"
+
+    def start(self) -> None:
+        self._observer.request_started()
+        self._started = self._loop.time()
+        self.outcome = "connection"
+
+    def elapsed(self) -> float:
+        return 0.0 if self._started is None else self._loop.time() - self._started
+
+    def end(self, outcome: RequestOutcome | None = None) -> None:
+        if self._started is not None:
+            self._observer.request_finished(outcome or self.outcome, self.elapsed())
+            self._started = None
+
+
+_OUTCOMES: dict[int, RequestOutcome] = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def _status_outcome(status: int) -> RequestOutcome:
+    return _OUTCOMES.get(status // 100, "invalid")
+
+
+def _retry_reason(exc: ACPError) -> str:
+    if isinstance(exc, APIStatusError):
+        return str(exc.status)
+    return "timeout" if isinstance(exc, APITimeoutError) else "connection"

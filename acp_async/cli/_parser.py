@@ -1,0 +1,152 @@
+"""The parser's parts: usage errors, argument types, the options commands share, ``Command``.
+
+Each command module registers its own subcommands through ``register(commands)``; the list
+of those functions is in ``_app.COMMANDS``, the one place a new command plugs in.
+
+Argument types reuse the SDK's own checks (``acp_async._validate``), so the command line
+refuses exactly what the client would refuse, with the same reason, before any request.
+``_validate`` is package-internal; the CLI ships in the same distribution and version,
+and no public name checks a lone value (making one public would grow the pinned surface
+for the CLI's sake alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
+
+from .. import _validate
+
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+PROG = "acp-async"
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+EXIT_CODES = (
+    "Exit codes: 0 ok (also a watch or fake-server stopped by Ctrl-C or SIGTERM), "
+    "1 API or network error, 2 usage error, 130 interrupted by Ctrl-C or SIGTERM."
+)
+# Documentation only: the client itself resolves the environment (see ACPClient).
+ENVIRONMENT = (
+    "The API key comes from ACP_API_KEY or COMPUTER_AGENTS_API_KEY (never from an option), "
+    "or, inside an ACP resource, the runtime token from COMPUTER_AGENTS_RUNTIME_TOKEN; the "
+    "base URL from --base-url, ACP_BASE_URL, COMPUTER_AGENTS_BASE_URL or "
+    "COMPUTER_AGENTS_API_URL (with a runtime token, COMPUTER_AGENTS_PLATFORM_API_URL too)."
+)
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its input: exit 2, one line, no traceback."""
+
+
+@attrs.frozen
+class Command:
+    """What a subcommand runs, set as the parser's ``command`` default.
+
+    ``check(args)`` runs first, before any client or event loop: usage errors (bad ids,
+    a missing extra) come before anything else. Then ``run(args)``, or ``run(args,
+    client)`` when ``client`` is true: the client is made from the environment and the
+    global options, and closed after ``run``. A signal (Ctrl-C, SIGTERM) cancels ``run``
+    and the process exits ``on_signal``.
+    """
+
+    run: Callable[..., Awaitable[int]]
+    check: Callable[[argparse.Namespace], None] | None = None
+    client: bool = False
+    on_signal: int = INTERRUPTED
+    global_options: bool = False  # takes --json, --base-url, -v without a client
+
+
+def add_command(
+    commands: Subcommands, name: str, command: Command, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A subcommand that runs ``command``; one with a client takes the global options too."""
+    parents = [client_options()] if command.client or command.global_options else []
+    parser = commands.add_parser(name, parents=parents, **kwargs)
+    parser.set_defaults(command=command, command_prog=parser.prog)
+    return parser
+
+
+# -- argument types: the SDK's checks, with the command line's wording --------------------
+
+
+def count(text: str) -> int:
+    """An integer >= 1 (``--limit``, ``--concurrency``, ``--servers``)."""
+    try:
+        return _validate.int_at_least("the value", int(text), 1)
+    except ValueError:  # not an integer, or < 1
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds > 0 (``--interval``)."""
+    try:
+        return _validate.positive_seconds("the value", float(text))
+    except ValueError:  # not a number, or not finite and > 0
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds > 0, got {text!r}"
+        ) from None
+
+
+# -- options shared by the commands that talk to an API ---------------------------------------
+
+
+class _RefuseApiKey(argparse.Action):
+    """``--api-key`` would keep the token in shell history and ``ps``: say where it goes."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
+        parser.error(
+            "--api-key is not accepted on the command line (it would land in shell history); "
+            "set ACP_API_KEY (or COMPUTER_AGENTS_API_KEY) in the environment"
+        )
+
+
+# The options any command may take before or after its name (`acp-async --json runs list`).
+# Both copies default to SUPPRESS, so one given after the subcommand does not overwrite the
+# same option given before it; `GLOBAL_DEFAULTS` fills in what neither gave.
+GLOBAL_DEFAULTS: dict[str, Any] = {"base_url": None, "json": False, "verbose": 0}
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="API base URL (default: $ACP_BASE_URL, $COMPUTER_AGENTS_BASE_URL, "
+        "$COMPUTER_AGENTS_API_URL, https://api.computer-agents.com)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="one JSON object per line, in the API's field names",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="log retries (-v), every request (-vv)",
+    )
+    parser.add_argument("--api-key", nargs="?", action=_RefuseApiKey, help=argparse.SUPPRESS)
+
+
+def client_options() -> argparse.ArgumentParser:
+    """A parent parser with the global options, for subcommands that talk to an API."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_global_options(parent)
+    return parent
+
+
+def fill_global_defaults(args: argparse.Namespace, takes_globals: bool) -> None:
+    """Defaults for the global options; refuse them for a command that has no use for them."""
+    given = [name for name in GLOBAL_DEFAULTS if hasattr(args, name)]
+    if given and not takes_globals:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{args.command_prog.removeprefix(PROG + ' ')} does not take {flags}")
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
