@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from acp_async import ACPClient, AgentRunList, _converter
+from acp_async._retry import RetryPolicy
 from acp_async._watch import Watcher, WatchState
 from acp_async._watch._diff import diff
 from acp_async._watch._redis import RedisStore
@@ -219,7 +220,9 @@ async def _inprocess_state_bytes(servers: int, runs: int, output: int) -> float:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     state = WatchState()
-    watcher = Watcher(fetch, ids, interval=60.0, limit=runs, concurrency=16, state=state)
+    watcher = Watcher(
+        fetch, RetryPolicy(), ids, interval=60.0, limit=runs, concurrency=16, state=state
+    )
     events = watcher.events()
     seen = 0
     async for _ in events:
