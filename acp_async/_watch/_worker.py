@@ -30,7 +30,7 @@ __all__ = ("Worker", "event_key")
 
 log = logging.getLogger("acp_async")
 
-_BATCH_WAIT = 0.005  # after a poll finishes, wait this long for others to commit together
+_BATCH_WAIT = 0.002  # after a poll finishes, wait this long for others to commit together
 _MAX_REDIS_BACKOFF = 5.0
 
 
