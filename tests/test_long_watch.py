@@ -112,8 +112,12 @@ async def _long_watch() -> dict[str, float]:
         if event.kind == "created":
             assert key not in seen, f"created twice: {key}"
         else:
-            assert seen.get(key) == event.previous, f"previous is not what was reported: {key}"
-            assert event.run != event.previous, f"updated without a change: {key}"
+            # `previous` is a summary (id and status) of what was reported last.
+            assert event.previous is not None
+            last = seen.get(key)
+            assert last is not None, f"updated before created: {key}"
+            assert (event.previous.id, event.previous.status) == (last.id, last.status), key
+            assert event.run != last, f"updated without a change: {key}"
         seen[key] = event.run
 
     with instant_backoff():
