@@ -124,6 +124,16 @@ def merge_runs(body: Any) -> dict[str, Any]:
     return body if data is body.get("data") else {**body, "data": data}
 
 
+def page_items(body: Any) -> list[Any]:
+    """A decoded page's runs as decoded JSON, ``data`` and ``runs`` merged by id (``data`` first).
+
+    For the watch, which fingerprints items and structures only new or changed ones
+    (one at a time, with ``structure(item, AgentRun)``).
+    """
+    items: list[Any] = merge_runs(body)["data"]
+    return items
+
+
 def _objects_only(fn: Callable[[Any, Any], T]) -> Callable[[Any, Any], T]:
     """cattrs' functions accept any container; a run must be a JSON object."""
 

@@ -36,13 +36,13 @@ class Runs:
         query = "" if page_size is None else f"limit={page_size}"
         return self._transport.url("servers", segment, "runtime", "agent", "runs", query=query)
 
+    async def _fetch_page(self, server_id: str, limit: int) -> Any:
+        """The decoded JSON body of one page, for the watch engine (it structures runs itself)."""
+        body, _ = await self._transport.get(self._url(server_id, limit), _identity)
+        return body
+
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
         return await self._transport.get(url, _parse_page)
-
-    async def _list_page(self, server_id: str, limit: int) -> AgentRunList:
-        """What the watch polls with: it never sees ``Runs`` itself."""
-        page, _ = await self._fetch(self._url(server_id, limit))
-        return page
 
     async def list(self, server_id: str, *, limit: int | None = None) -> AgentRunList:
         """One page of a server's runs (the newest ``limit`` of them)."""
@@ -116,13 +116,14 @@ class Runs:
         An ``AuthenticationError`` ends the watch: no poll can succeed without a new token.
         """
         watcher = Watcher(
-            self._list_page,
+            self._fetch_page,
             self._transport.retry,
             _validate.server_id_iterable(server_ids),
             interval=_validate.positive_seconds("interval", interval),
             limit=_validate.int_at_least("limit", limit, 1),
             concurrency=self._slots(_validate.int_at_least("concurrency", concurrency, 1)),
             state=WatchState() if state is None else state,
+            observer=self._transport.observer,
         )
         return watcher.events()
 
@@ -184,6 +185,10 @@ class Runs:
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
             return None
         return page
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _wait_timeout(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,8 @@ from aiohttp import web
 
 from acp_async import ACPClient
 from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
+
+from .redis_server import RedisServer
 
 RUNS_ROUTE = "/v1/servers/{id}/runtime/agent/runs"
 
@@ -113,6 +116,23 @@ async def fake() -> AsyncIterator[FakeACPServer]:
 async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClient]:
     async with ACPClient(fake.token, base_url=fake.base_url, timeout=2.0) as acp:
         yield acp
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session (fleets in tests use their own names)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fleet_name(request: pytest.FixtureRequest) -> str:
+    """A fleet name of its own per test, so tests share one Redis without meeting."""
+    return f"{request.node.name}-{uuid.uuid4().hex[:8]}"
 
 
 def _options(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:

@@ -32,3 +32,13 @@ def test_our_scenarios_need_no_optional_library() -> None:
     conv = converter_scenarios.throughput(pages=2, rounds=1)
     assert {"acp_async (generated)", "hand-written constructor"} <= set(conv["bytes"])
     assert watch_scenario.measure([3], polls=2)[3]["bytes_per_server"] > 0
+
+
+def test_fleet_scenarios_run_at_tiny_sizes(redis_server: object) -> None:
+    """The fleet figures' harness runs end to end (it starts its own redis-server)."""
+    from benchmarks import fleet
+
+    results = fleet.run(dict(fleet.SMOKE))
+    assert results["throughput"]["redis_polls_per_s"] > 0
+    assert results["recovery"]["seconds"]
+    assert "## Estimate" in fleet.markdown(results)

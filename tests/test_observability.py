@@ -32,6 +32,8 @@ from acp_async import (
 from acp_async.metrics import PrometheusMetrics
 from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
 
+from .redis_server import RedisServer
+
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -69,14 +71,6 @@ def registry_samples(registry: CollectorRegistry) -> Samples:
         for family in registry.collect()
         for sample in family.samples
     }
-
-
-# The watch engine calls watch_polled/watch_event once the fleet branch's engine is on
-# main; until then these fail for that reason alone. strict: a pass fails, so the marker
-# goes when the hooks land.
-WATCH_HOOKS_PENDING = pytest.mark.xfail(
-    strict=True, reason="the watch engine on main does not call the watch hooks yet"
-)
 
 
 # -- in process ------------------------------------------------------------------------------
@@ -135,7 +129,6 @@ async def test_timeouts_and_connection_errors_are_outcomes_too() -> None:
     assert samples[("acp_request_duration_seconds_count", ())] == 2
 
 
-@WATCH_HOOKS_PENDING
 async def test_watch_counts_its_polls_and_events() -> None:
     """One good poll and one failed one (after two retries): polls, events and the
     poll-delay histogram count exactly those."""
@@ -163,7 +156,6 @@ async def test_watch_counts_its_polls_and_events() -> None:
     assert by_label(samples, "acp_retries_total", "reason") == {"500": 2}
 
 
-@WATCH_HOOKS_PENDING
 async def test_a_poll_held_back_by_the_concurrency_bound_shows_as_late() -> None:
     """One slot, and server a answers after 0.5 s: b's second poll falls due while a's
     second poll holds the slot, so it starts about 0.5 s late and lands above 0.25 s."""
@@ -307,7 +299,6 @@ async def test_runs_watch_serves_request_metrics_that_match_the_fake() -> None:
     assert not values & ids
 
 
-@WATCH_HOOKS_PENDING
 async def test_runs_watch_serves_watch_metrics_that_match_the_events() -> None:
     """Scraped over HTTP: events by kind are those the watch printed, polls by result add
     up to the good answers and the error events, and each poll's lateness is observed."""
@@ -322,3 +313,53 @@ async def test_runs_watch_serves_watch_metrics_that_match_the_events() -> None:
     assert polls["error"] == events["error"]
     assert polls["ok"] == answered(scraped.requests)["2xx"]  # one 200 per good poll
     assert samples[("acp_watch_poll_delay_seconds_count", ())] == sum(polls.values())
+
+
+async def test_fleet_worker_serves_commit_poll_and_event_metrics(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """`fleet worker --metrics-port 0` against a real redis-server: scraped over HTTP, every
+    server's runs are counted as created events, its polls as ok and its commits as ok."""
+    from acp_async.fleet import RedisFleet
+
+    async with FakeACPServer(servers=3, runs_per_server=2) as fake:
+        async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
+            await fleet.add(fake.server_ids)
+        env = {**os.environ, "ACP_API_KEY": fake.token, "ACP_BASE_URL": fake.base_url}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "acp_async", "fleet", "worker",
+            "--redis", redis_server.url, "--fleet", fleet_name,
+            "--interval", "30", "--metrics-port", "0",
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stderr is not None
+        err: list[str] = []
+        reader = asyncio.create_task(_lines(process.stderr, err))
+        samples: Samples = {}
+        try:
+            await _until(lambda: any("serving metrics at" in line for line in err), "no URL")
+            url = next(line for line in err if "serving metrics at" in line).split()[-1]
+            async with aiohttp.ClientSession() as session:
+
+                async def scrape() -> Samples:
+                    async with session.get(url) as response:
+                        assert response.status == 200
+                        return parse(await response.text())
+
+                # Each server is polled once (interval 30 s): wait for its three commits.
+                async with asyncio.timeout(30):
+                    while (samples := await scrape()).get(
+                        ("acp_fleet_commits_total", (("result", "ok"),)), 0
+                    ) < 3:
+                        await asyncio.sleep(0.05)
+            requests = fake.requests
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 30)
+            await reader
+    assert code == 0, "".join(err)
+    assert by_label(samples, "acp_fleet_commits_total", "result") == {"ok": 3}
+    assert by_label(samples, "acp_watch_events_total", "kind") == {"created": 6}
+    assert by_label(samples, "acp_watch_polls_total", "result") == {"ok": 3}
+    assert by_label(samples, "acp_requests_total", "outcome") == answered(requests)
+    assert answered(requests) == {"2xx": 3}

@@ -78,6 +78,8 @@ ELSEWHERE = {
     "⠋ polling servers": "a picture of the progress bar; test_cli.py draws it on a pty",
     "$ acp-async runs watch --servers-file servers.txt --json --metrics-port": "tests/"
     "test_observability.py runs `runs watch --metrics-port 0` and scrapes /metrics",
+    "$ export ACP_REDIS_URL": "tests/test_fleet_processes.py runs fleet add, worker and "
+    "status as processes against a real redis-server",
 }
 
 
@@ -143,10 +145,15 @@ def reader_env(fake: FakeACPServer | None = None) -> dict[str, str]:
 
 @pytest.mark.parametrize("block", python_blocks(), ids=str)
 async def test_python_example_runs(
-    block: Block, fake_server_data: FakeACPServer, tmp_path: Path
+    block: Block, fake_server_data: FakeACPServer, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """The example, pasted into a file, runs to the end without an error or a warning."""
+    """The example, pasted into a file, runs to the end without an error or a warning.
+
+    A block whose first line is ``# needs: redis`` gets ``ACP_REDIS_URL`` pointing at the
+    session's real redis-server."""
     env = reader_env(fake_server_data)
+    if block.text.startswith("# needs: redis"):
+        env["ACP_REDIS_URL"] = request.getfixturevalue("redis_server").url
     if re.search(r"^async def test_|^def test_", block.text, re.MULTILINE):
         (tmp_path / "test_worker.py").write_text(block.text)
         (tmp_path / "pytest.ini").write_text("[pytest]\n")  # the reader's, not ours
@@ -374,7 +381,7 @@ def _loose(line: str) -> str:
 
 def test_kubernetes_args_are_a_valid_command() -> None:
     """The Job's `command` + `args` parse as an `acp-async` command line."""
-    (block,) = [b for b in BLOCKS if b.language == "yaml" and 'command: ["acp-async"]' in b.text]
+    (block,) = [b for b in BLOCKS if b.language == "yaml" and "kind: Job" in b.text]
     found = re.search(r"args: (\[.*?\])", block.text, re.DOTALL)
     assert found is not None
     args = re.findall(r'"([^"]*)"', found[1])
@@ -383,6 +390,17 @@ def test_kubernetes_args_are_a_valid_command() -> None:
     parsed = parse(args)
     assert parsed.shard == (2, 4)
     assert parsed.json is True
+
+
+def test_fleet_worker_deployments_run_a_valid_command() -> None:
+    """The fleet Deployment's and compose file's `acp-async fleet worker ...` parse."""
+    blocks = [b for b in BLOCKS if b.language == "yaml" and "fleet worker" in b.text]
+    assert len(blocks) == 2
+    for block in blocks:
+        found = re.search(r"exec acp-async ([^\"]*)\"", block.text)
+        assert found is not None
+        parsed = parse(shlex.split(found[1]))
+        assert parsed.fleet_command == "worker"
 
 
 async def test_shard_loop_example(five_servers: FakeACPServer, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, InsecureTransportWarning, __version__
-from . import _demo, _fake, _metrics, _runs
+from . import _demo, _fake, _metrics, _redis_fleet, _runs
 from ._parser import (
     ENVIRONMENT,
     EXIT_CODES,
@@ -42,6 +42,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     _runs.register,
     _fake.register,
     _demo.register,
+    _redis_fleet.register,
 )
 
 

@@ -1,0 +1,203 @@
+"""The in-process watch: the engine over a memory store (``WatchState``).
+
+Each server keeps its own schedule; a heap of due times feeds at most ``concurrency``
+poll tasks, and each result is handled as it lands, so one slow server never holds back
+the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import heapq
+import itertools
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+from .. import _converter, _validate
+from .._observe import NO_OBSERVER, Observer
+from .._retry import RetryPolicy
+from ..errors import ACPError, ResponseValidationError
+from ..models import AgentRunList, RunEvent
+from ._diff import Change, diff, summary
+from ._poll import FetchPage, poll
+from ._schedule import next_delay
+from ._state import Seen, ServerState, fingerprint, id_digest
+
+__all__ = ("WatchState", "Watcher")
+
+
+@attrs.define(eq=False)
+class WatchState:
+    """What a watch knows: per server, a compact record of the runs of its last poll.
+
+    Per run only an id digest, a fingerprint of its fields, its status and a change
+    count are kept (a few dozen bytes, whatever the size of its text). Pass one to
+    ``watch(state=...)`` and save ``to_dict()`` (JSON-ready) when the worker stops;
+    ``from_dict`` on restart means known runs are not reported again.
+    """
+
+    # Packed bytes; a server whose poll is being handed over holds its live state.
+    servers: dict[str, bytes | ServerState] = attrs.Factory(dict)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            sid: base64.b64encode(_packed(saved)).decode() for sid, saved in self.servers.items()
+        }
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WatchState):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: object) -> WatchState:
+        """Rebuild from ``to_dict()`` output (or the runs lists earlier versions saved);
+        a malformed one raises ResponseValidationError."""
+        if type(data) is not dict:
+            raise ResponseValidationError("watch state must be an object of server id -> state")
+        state = cls()
+        for sid, saved in data.items():
+            if type(sid) is not str:
+                raise ResponseValidationError("watch state: server ids must be strings")
+            state.servers[sid] = _restore(sid, saved)
+        return state
+
+
+def _packed(saved: bytes | ServerState) -> bytes:
+    return saved if isinstance(saved, bytes) else saved.pack()
+
+
+def _restore(sid: str, saved: object) -> bytes:
+    if isinstance(saved, list):  # saved by 0.x: the runs themselves
+        page = _converter.structure({"data": saved}, AgentRunList)
+        raw = [_converter.to_json(run) for run in reversed(page.data)]
+        runs = {
+            id_digest(item["id"]): Seen(fingerprint(item), run.status, 1)
+            for item, run in zip(raw, reversed(page.data), strict=True)
+            if "id" in item
+        }
+        return ServerState(runs, polled=True).pack()
+    try:
+        if not isinstance(saved, str):
+            raise ValueError(f"expected a string, got {type(saved).__name__}")
+        blob = base64.b64decode(saved, validate=True)
+        ServerState.unpack(blob)
+    except (ValueError, binascii.Error) as exc:
+        raise ResponseValidationError(f"watch state of server {sid!r}: {exc}") from None
+    return blob
+
+
+class Watcher:
+    """One watch: its servers, their schedules and what it has seen."""
+
+    def __init__(
+        self,
+        fetch: FetchPage,
+        policy: RetryPolicy,
+        server_ids: Iterable[str],
+        *,
+        interval: float,
+        limit: int,
+        concurrency: int,
+        state: WatchState,
+        observer: Observer = NO_OBSERVER,
+    ) -> None:
+        self._fetch = fetch
+        self._policy = policy
+        self._source = server_ids
+        self._interval = interval
+        self._limit = limit
+        self._concurrency = concurrency
+        self._state = state
+        self._observer = observer
+        self._lateness: dict[asyncio.Future[Any], float] = {}
+
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
+        loop = asyncio.get_running_loop()
+        # Taken (and checked) here, inside the iterator: a bad id raises from it.
+        ids = dict.fromkeys(_validate.taken_server_id(sid) for sid in self._source)
+        # Due servers by time; a server is either here or in flight, never both.
+        queue = [(0.0, order, sid) for order, sid in enumerate(ids)]
+        del ids
+        order = itertools.count(len(queue))  # breaks ties in the queue: first come, first polled
+        in_flight: dict[asyncio.Future[list[Any] | ACPError], tuple[str, ServerState]] = {}
+        try:
+            while queue or in_flight:
+                now = loop.time()
+                while queue and queue[0][0] <= now and len(in_flight) < self._concurrency:
+                    due, _, sid = heapq.heappop(queue)
+                    known = self._known(sid)
+                    started = asyncio.ensure_future(
+                        poll(self._fetch, sid, self._limit, known, self._policy)
+                    )
+                    in_flight[started] = (sid, known)
+                    self._lateness[started] = max(0.0, now - due) if due else 0.0
+                idle = len(in_flight) >= self._concurrency or not queue
+                wake_in = None if idle else max(0.0, queue[0][0] - now)
+                if not in_flight:
+                    await asyncio.sleep(wake_in or 0.0)
+                    continue
+                # Each server on its own clock: one slow poll holds back no other server.
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=wake_in, return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    sid, known = in_flight.pop(finished)
+                    late = self._lateness.pop(finished)
+                    delay, events = self._apply(sid, known, finished.result(), late)
+                    for event in events:
+                        yield event
+                    heapq.heappush(queue, (loop.time() + delay, next(order), sid))
+        finally:
+            for task in in_flight:
+                task.cancel()
+            # Await them, so aclose() returns with no poll running and no error unread.
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _known(self, sid: str) -> ServerState:
+        saved = self._state.servers.get(sid)
+        if saved is None:
+            return ServerState()
+        return saved if isinstance(saved, ServerState) else ServerState.unpack(saved)
+
+    def _apply(
+        self, sid: str, known: ServerState, outcome: list[Any] | ACPError, late: float
+    ) -> tuple[float, Iterator[RunEvent]]:
+        """The server's next delay, and the events of its poll (which update the state)."""
+        if not isinstance(outcome, ACPError):
+            try:
+                fresh, changes = diff(outcome, known)
+            except ResponseValidationError as exc:
+                outcome = exc
+        self._observer.watch_polled(ok=not isinstance(outcome, ACPError), late=late)
+        if isinstance(outcome, ACPError):
+            delay = next_delay(known, self._interval, failed=True, busy=False)
+            self._state.servers[sid] = known.pack()
+            self._observer.watch_event("error")
+            return delay, iter((RunEvent("error", sid, error=outcome),))
+        delay = next_delay(fresh, self._interval, failed=False, busy=bool(changes) or fresh.busy())
+        return delay, self._hand_over(sid, known, fresh, changes)
+
+    def _hand_over(
+        self, sid: str, known: ServerState, fresh: ServerState, changes: list[Change]
+    ) -> Iterator[RunEvent]:
+        live = ServerState(dict(known.runs), polled=True)
+        self._state.servers[sid] = live  # packed once the poll's events are handed over
+        for change in changes:
+            # Delivered once handed over: a state saved after this point (say by a
+            # worker that stops here) does not report the run again on resume.
+            digest = id_digest(change.run_id)
+            live.runs[digest] = fresh.runs[digest]
+            self._observer.watch_event(change.kind)
+            if change.previous is None:
+                yield RunEvent("created", sid, run=change.run)
+            else:
+                previous = summary(change.run_id, change.previous)
+                yield RunEvent("updated", sid, run=change.run, previous=previous)
+        self._state.servers[sid] = fresh.pack()  # forget runs that left the page

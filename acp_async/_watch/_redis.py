@@ -1,0 +1,295 @@
+"""The Redis store: due times, fenced claims, compact state and the event stream.
+
+Every key of a fleet shares the ``{name}`` hash tag, so the scripts run on Redis
+Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never matter.
+
+    acp:{name}:due      sorted set  server id -> when it is due (a claim pushes it to now+lease)
+    acp:{name}:claims   hash        server id -> claim token (a fencing counter)
+    acp:{name}:seq      string      the fencing counter
+    acp:{name}:state    hash        server id -> "<token of its last commit>:<packed state>"
+    acp:{name}:failing  set         servers whose last poll failed
+    acp:{name}:workers  sorted set  worker id -> when it last claimed or committed
+    acp:{name}:events   stream      key, kind, server, run (JSON), previous (status)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import redis.asyncio as aioredis
+from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, TimeoutError
+
+from ._state import ServerState
+
+__all__ = ("REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore")
+
+# What a worker or consumer waits out: Redis down, restarting (loading its AOF), or a
+# replica that was a primary before a failover.
+REDIS_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+# KEYS due claims state seq workers; ARGV worker lease max
+_CLAIM = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[5], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 100 * tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
+                      'LIMIT', 0, tonumber(ARGV[3]))
+local out = {string.format('%.6f', now)}
+if #ids == 0 then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  out[2] = first[2] or ''
+  return out
+end
+out[2] = ''
+local until_ = now + tonumber(ARGV[2])
+for i = 1, #ids, 2 do
+  local sid = ids[i]
+  local token = tostring(redis.call('INCR', KEYS[4]))
+  redis.call('ZADD', KEYS[1], until_, sid)
+  redis.call('HSET', KEYS[2], sid, token)
+  local saved = redis.call('HGET', KEYS[3], sid)
+  table.insert(out, sid)
+  table.insert(out, token)
+  table.insert(out, ids[i + 1])
+  table.insert(out, saved or '')
+end
+return out
+"""
+)
+
+# KEYS due claims state events failing workers
+# ARGV worker maxlen count, then per server: sid token delay failed blob events,
+# then per event: key kind run previous
+_COMMIT = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[6], now, ARGV[1])
+local maxlen = ARGV[2]
+local i = 4
+local out = {}
+for s = 1, tonumber(ARGV[3]) do
+  local sid, token, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local failed, blob, count = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  i = i + 6
+  if redis.call('HGET', KEYS[2], sid) == token then
+    for e = 1, count do
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'key', ARGV[i], 'kind', ARGV[i + 1],
+                 'server', sid, 'run', ARGV[i + 2], 'previous', ARGV[i + 3])
+      i = i + 4
+    end
+    redis.call('HSET', KEYS[3], sid, token .. ':' .. blob)
+    redis.call('ZADD', KEYS[1], 'XX', now + delay, sid)
+    redis.call('HDEL', KEYS[2], sid)
+    if failed == '1' then
+      redis.call('SADD', KEYS[5], sid)
+    else
+      redis.call('SREM', KEYS[5], sid)
+    end
+    out[s] = 'ok'
+  else
+    i = i + 4 * count
+    local saved = redis.call('HGET', KEYS[3], sid)
+    if saved and string.sub(saved, 1, #token + 1) == token .. ':' then
+      out[s] = 'done'
+    else
+      out[s] = 'fenced'
+    end
+  end
+end
+return out
+"""
+)
+
+# KEYS due claims; ARGV sid token ...: due at once, so another worker takes it now
+_RELEASE = (
+    _NOW
+    + """
+local released = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""
+)
+
+# KEYS due; ARGV sid ...
+_ADD = (
+    _NOW
+    + """
+local added = 0
+for i = 1, #ARGV do
+  added = added + redis.call('ZADD', KEYS[1], 'NX', now, ARGV[i])
+end
+return added
+"""
+)
+
+# KEYS due claims state failing; ARGV sid ...
+_REMOVE = """
+local removed = 0
+for i = 1, #ARGV do
+  removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  redis.call('HDEL', KEYS[3], ARGV[i])
+  redis.call('SREM', KEYS[4], ARGV[i])
+end
+return removed
+"""
+
+# KEYS due workers failing events; ARGV interval lease
+_STATUS = (
+    _NOW
+    + """
+local overdue_before = now - tonumber(ARGV[1])
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local oldest = ''
+if first[2] and tonumber(first[2]) < overdue_before then
+  oldest = string.format('%.6f', now - tonumber(first[2]))
+end
+return {
+  redis.call('ZCARD', KEYS[1]),
+  redis.call('ZCOUNT', KEYS[2], now - 2 * tonumber(ARGV[2]), '+inf'),
+  redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. string.format('%.6f', overdue_before)),
+  oldest,
+  redis.call('SCARD', KEYS[3]),
+  redis.call('XLEN', KEYS[4]),
+}
+"""
+)
+
+
+@attrs.frozen
+class Claim:
+    """A server this worker holds until its lease ends: the token fences its commit."""
+
+    server_id: str
+    token: bytes
+    late: float  # how long after it was due it was claimed, on Redis's clock
+    state: ServerState
+
+
+@attrs.frozen
+class Commit:
+    """One poll's outcome, ready to write: the new state, the events, the next delay."""
+
+    claim: Claim
+    state: bytes
+    delay: float
+    failed: bool
+    events: Sequence[tuple[str, str, bytes, str]]  # key, kind, run JSON, previous status
+
+
+def _commit_args(worker: str, max_events: int, commits: Sequence[Commit]) -> list[Any]:
+    args: list[Any] = [worker, max_events, len(commits)]
+    for commit in commits:
+        claim = commit.claim
+        args += [claim.server_id, claim.token, repr(commit.delay), int(commit.failed)]
+        args += [commit.state, len(commit.events)]
+        for event in commit.events:
+            args.extend(event)
+    return args
+
+
+@attrs.frozen
+class Status:
+    servers: int
+    workers: int
+    overdue: int
+    oldest_overdue: float
+    failing: int
+    stream_length: int
+
+
+class RedisStore:
+    """The fleet's keys and the scripts that change them, one round trip each."""
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.redis = client
+        tag = f"acp:{{{name}}}:"
+        self.due, self.claims, self.seq = tag + "due", tag + "claims", tag + "seq"
+        self.state, self.failing = tag + "state", tag + "failing"
+        self.workers, self.events = tag + "workers", tag + "events"
+        self._claim = client.register_script(_CLAIM)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+        self._add = client.register_script(_ADD)
+        self._remove = client.register_script(_REMOVE)
+        self._status = client.register_script(_STATUS)
+
+    async def commit_and_claim(
+        self, worker: str, max_events: int, commits: Sequence[Commit], lease: float, count: int
+    ) -> tuple[list[str], float, list[Claim], float | None]:
+        """Write ``commits`` and claim up to ``count`` due servers, in one round trip.
+
+        Each commit is written only if its claim is still ours: ``ok``, ``done`` (written
+        by an earlier try whose reply was lost) or ``fenced`` (the claim is gone). Then
+        Redis's time, the claims, and (when none was due) when the next server is due.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if commits:
+                keys = [self.due, self.claims, self.state, self.events, self.failing, self.workers]
+                await self._commit(
+                    keys=keys, args=_commit_args(worker, max_events, commits), client=pipe
+                )
+            if count > 0:
+                keys = [self.due, self.claims, self.state, self.seq, self.workers]
+                await self._claim(keys=keys, args=[worker, repr(lease), count], client=pipe)
+            replies = await pipe.execute()
+        results = [r.decode() for r in replies[0]] if commits else []
+        if count <= 0:
+            return results, 0.0, [], None
+        reply = replies[-1]
+        now = float(reply[0])
+        next_due = float(reply[1]) if reply[1] else None
+        claims = []
+        for i in range(2, len(reply), 4):
+            sid, token, due, saved = reply[i : i + 4]
+            blob = saved.partition(b":")[2] if saved else b""
+            state = ServerState.unpack(blob) if blob else ServerState()
+            claims.append(Claim(sid.decode(), token, max(0.0, now - float(due)), state))
+        return results, now, claims, next_due
+
+    async def release(self, claims: Sequence[Claim]) -> int:
+        args: list[Any] = []
+        for claim in claims:
+            args += [claim.server_id, claim.token]
+        if not args:
+            return 0
+        return int(await self._release(keys=[self.due, self.claims], args=args))
+
+    async def add(self, server_ids: Sequence[str]) -> int:
+        return int(await self._add(keys=[self.due], args=list(server_ids))) if server_ids else 0
+
+    async def remove(self, server_ids: Sequence[str]) -> int:
+        if not server_ids:
+            return 0
+        keys = [self.due, self.claims, self.state, self.failing]
+        return int(await self._remove(keys=keys, args=list(server_ids)))
+
+    async def server_ids(self) -> set[str]:
+        return {sid.decode() async for sid, _ in self.redis.zscan_iter(self.due, count=1000)}
+
+    async def status(self, interval: float, lease: float) -> Status:
+        keys = [self.due, self.workers, self.failing, self.events]
+        reply = await self._status(keys=keys, args=[repr(interval), repr(lease)])
+        servers, workers, overdue, oldest, failing, length = reply
+        return Status(
+            int(servers),
+            int(workers),
+            int(overdue),
+            float(oldest) if oldest else 0.0,
+            int(failing),
+            int(length),
+        )

@@ -1,0 +1,193 @@
+"""What a watch remembers of one server, packed into a few bytes per run.
+
+Per run: a digest of its id, a digest of its fields (the fingerprint), its status and
+its change number; per server: whether it was ever polled, and its schedule counters.
+The same bytes live in the in-process ``WatchState`` and in Redis, so memory per server
+does not grow with the size of runs' ``input``/``output``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from ..models import TERMINAL_STATUSES, RunStatus
+
+__all__ = ("Seen", "ServerState", "fingerprint", "id_digest", "page_digest")
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
+    orjson = None  # type: ignore[assignment]
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+else:
+    _SORTED = orjson.OPT_SORT_KEYS
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value, option=_SORTED)
+
+
+_page_hash: Callable[[bytes], bytes] | None = None
+
+
+DIGEST_SIZE = 6  # 48 bits: a collision between two versions of one run is ~2**-48
+# 40 bits tell apart the runs of one page: two of 1,000 ids collide with odds ~5e-7.
+ID_DIGEST_SIZE = 5
+# The JSON keys the model reads: a field the model ignores cannot make a run "updated".
+_FIELD_KEYS = (
+    "id",
+    "serverId",
+    "threadId",
+    "title",
+    "input",
+    "output",
+    "mode",
+    "status",
+    "error",
+    "metadata",
+    "createdAt",
+    "completedAt",
+    "sessionProtocol",
+    "threadBacked",
+    "threadStatus",
+    "threadTitle",
+)
+_TIME_POSITIONS = (_FIELD_KEYS.index("createdAt"), _FIELD_KEYS.index("completedAt"))
+_HEADER = struct.Struct(">BBBH8s")  # flags, quiet polls, errors, run count, page digest
+_RECORD = struct.Struct(f">{ID_DIGEST_SIZE}s{DIGEST_SIZE}sBI")  # id, fields, status, changes
+_POLLED = 1
+_STATUSES: tuple[RunStatus | None, ...] = (None, *RunStatus)
+_CODES = {status: code for code, status in enumerate(_STATUSES)}
+_OTHER = 255  # a status this version does not know: its text follows the records
+
+
+def page_digest(items: list[Any]) -> bytes:
+    """A digest of a whole page, to skip the per-run diff of an unchanged one; b"" when
+    the ``speed`` extra (orjson and xxhash) is missing, as then it would cost more than
+    it saves. Only ever compared with itself: a mismatch just means a full diff."""
+    global _page_hash  # noqa: PLW0603 - looked up once, on first use
+    if _page_hash is None:
+        _page_hash = _xxh3()
+    if orjson is None or _page_hash is _no_hash:
+        return b""
+    return _page_hash(orjson.dumps(items))
+
+
+def _no_hash(data: bytes) -> bytes:
+    return b""
+
+
+def _xxh3() -> Callable[[bytes], bytes]:
+    """Imported when first needed, so ``import acp_async`` loads no optional package."""
+    try:
+        import xxhash  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
+        return _no_hash
+    return xxhash.xxh3_64_digest
+
+
+def id_digest(run_id: str) -> bytes:
+    return hashlib.blake2b(run_id.encode(), digest_size=ID_DIGEST_SIZE).digest()
+
+
+def fingerprint(item: dict[str, Any]) -> bytes:
+    """A digest of a decoded run's fields: equal fields, equal fingerprint, in any process.
+
+    Times count by the moment they name, not their spelling (``Z`` or ``+00:00``,
+    milliseconds or microseconds), as the model compares them.
+    """
+    fields = [item.get(key) for key in _FIELD_KEYS]
+    for at in _TIME_POSITIONS:
+        fields[at] = _moment(fields[at])
+    return hashlib.blake2b(_dumps(fields), digest_size=DIGEST_SIZE).digest()
+
+
+def _moment(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # left as it is: structuring will say what is wrong with it
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@attrs.frozen
+class Seen:
+    """One run as remembered: fingerprint, status and how many changes were reported."""
+
+    fingerprint: bytes
+    status: RunStatus | str | None
+    changes: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@attrs.define
+class ServerState:
+    """One server: its runs by id digest (oldest first) and its schedule counters."""
+
+    runs: dict[bytes, Seen] = attrs.Factory(dict)
+    polled: bool = False
+    quiet_polls: int = 0
+    errors: int = 0
+    page: bytes = b""  # page_digest of the last page (b"": none)
+
+    def pack(self) -> bytes:
+        flags = _POLLED if self.polled else 0
+        quiet, errors = min(self.quiet_polls, 255), min(self.errors, 255)
+        parts = [_HEADER.pack(flags, quiet, errors, len(self.runs), self.page)]
+        others = []
+        for digest, seen in self.runs.items():
+            code = _CODES.get(seen.status, _OTHER)  # type: ignore[arg-type]
+            if code == _OTHER:
+                text = str(seen.status).encode()[:255]
+                others.append(bytes((len(text),)) + text)
+            parts.append(_RECORD.pack(digest, seen.fingerprint, code, seen.changes))
+        return b"".join(parts + others)
+
+    @classmethod
+    def unpack(cls, blob: bytes) -> ServerState:
+        """Raises ValueError when ``blob`` is not a packed state."""
+        try:
+            flags, quiet, errors, count, page = _HEADER.unpack_from(blob)
+            end = _HEADER.size + count * _RECORD.size
+            records = list(_RECORD.iter_unpack(blob[_HEADER.size : end]))
+        except struct.error as exc:
+            raise ValueError(f"not a packed watch state: {exc}") from None
+        if len(records) != count:
+            raise ValueError("not a packed watch state: truncated")
+        runs = {}
+        offset = end
+        for digest, fields, code, changes in records:
+            status: RunStatus | str | None
+            if code == _OTHER:
+                size = blob[offset] if offset < len(blob) else 0
+                status = blob[offset + 1 : offset + 1 + size].decode(errors="replace")
+                offset += 1 + size
+            elif code < len(_STATUSES):
+                status = _STATUSES[code]
+            else:
+                raise ValueError(f"not a packed watch state: status code {code}")
+            runs[digest] = Seen(fields, status, changes)
+        if page == bytes(8):
+            page = b""
+        polled = bool(flags & _POLLED)
+        return cls(runs, polled=polled, quiet_polls=quiet, errors=errors, page=page)
+
+    def busy(self) -> bool:
+        """A run not yet terminal: the server is polled at the busy cadence."""
+        return any(not seen.is_terminal for seen in self.runs.values())

@@ -1,0 +1,412 @@
+"""Fleet on Redis, side by side with the in-process watch (``python -m benchmarks.fleet``).
+
+Every figure is measured in one run on this machine against a real ``redis-server`` and
+``FakeACPServer`` on loopback; the targets are ratios or sizes, never absolute speeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from acp_async import ACPClient, AgentRunList, _converter
+from acp_async._retry import RetryPolicy
+from acp_async._watch import Watcher, WatchState
+from acp_async._watch._diff import diff
+from acp_async._watch._redis import RedisStore
+from acp_async._watch._state import ServerState
+from acp_async.fleet import RedisFleet
+from acp_async.testing import FakeACPServer, instant_backoff
+
+from .payload import make_run
+
+STATE_KEYS = ("due", "claims", "state", "failing", "workers", "seq")
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[Any]:
+    from tests.redis_server import RedisServer  # noqa: PLC0415 - the tests' own fixture class
+
+    with tempfile.TemporaryDirectory() as directory:
+        server = RedisServer(Path(directory))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _page(runs: int, output: int) -> dict[str, Any]:
+    items = [{**make_run(i), "output": "x" * output, "status": "completed"} for i in range(runs)]
+    return {"serverId": "srv", "object": "list", "data": items}
+
+
+# -- 1. polls per second and round trips -------------------------------------------------
+
+
+class _RoundTrips:
+    """Counts the worker's Redis round trips (each commit-and-claim is one pipeline)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._original = RedisStore.commit_and_claim
+
+    def __enter__(self) -> _RoundTrips:
+        original = self._original
+
+        async def counted(store: RedisStore, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(store, *args, **kwargs)
+
+        RedisStore.commit_and_claim = counted  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        RedisStore.commit_and_claim = self._original  # type: ignore[method-assign]
+
+
+async def _window(fake: FakeACPServer, warm: float, seconds: float) -> float:
+    """Polls per second the fake saw over ``seconds`` after ``warm`` seconds."""
+    await asyncio.sleep(warm)
+    fake.reset_stats()
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return len(fake.requests) / (time.monotonic() - started)
+
+
+async def _inprocess_rate(fake: FakeACPServer, seconds: float, concurrency: int) -> float:
+    async with ACPClient(fake.token, base_url=fake.base_url) as client:
+        stream = client.runs.watch(
+            fake.server_ids, interval=0.005, limit=50, concurrency=concurrency
+        )
+
+        async def drain() -> None:
+            async for _ in stream:
+                pass
+
+        task = asyncio.create_task(drain())
+        try:
+            return await _window(fake, seconds / 3, seconds)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await stream.aclose()
+
+
+async def _redis_rate(
+    fake: FakeACPServer, url: str, name: str, seconds: float, concurrency: int
+) -> tuple[float, float, float]:
+    """(polls/s, round trips per poll, Redis commands per poll)."""
+    async with (
+        ACPClient(fake.token, base_url=fake.base_url) as client,
+        RedisFleet(url, name=name, interval=0.005, lease=10.0, max_events=10_000) as fleet,
+    ):
+        await fleet.add(fake.server_ids)
+        redis = fleet._store.redis  # type: ignore[union-attr]
+        with _RoundTrips() as trips:
+            task = asyncio.create_task(fleet.work(client, concurrency=concurrency))
+            try:
+                await asyncio.sleep(seconds / 3)
+                fake.reset_stats()
+                trips.count = 0
+                before = (await redis.info("stats"))["total_commands_processed"]
+                started = time.monotonic()
+                await asyncio.sleep(seconds)
+                elapsed = time.monotonic() - started
+                polls = len(fake.requests)
+                rounds = trips.count
+                after = (await redis.info("stats"))["total_commands_processed"]
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await fleet.remove(fake.server_ids)
+    return polls / elapsed, rounds / max(1, polls), (after - before - 1) / max(1, polls)
+
+
+def throughput(servers: int, seconds: float, reps: int, url: str) -> dict[str, Any]:
+    """The same fake fleet (busy runs, unchanged pages), watched in-process or by one
+    worker on Redis, alternating; the ratio's median is the overhead."""
+
+    async def measure() -> dict[str, Any]:
+        inproc: list[float] = []
+        redis: list[float] = []
+        trips: list[float] = []
+        commands: list[float] = []
+        async with FakeACPServer(servers=servers, runs_per_server=5, seed=1) as fake:
+            for sid in fake.server_ids:
+                for run in fake.runs(sid):
+                    fake.set_run(sid, run["id"], status="running")
+            for rep in range(reps):
+                inproc.append(await _inprocess_rate(fake, seconds, 16))
+                rate, per_poll, cmds = await _redis_rate(fake, url, f"tp{rep}", seconds, 16)
+                redis.append(rate)
+                trips.append(per_poll)
+                commands.append(cmds)
+        ratios = [r / i for r, i in zip(redis, inproc, strict=True)]
+        return {
+            "inprocess_polls_per_s": statistics.median(inproc),
+            "redis_polls_per_s": statistics.median(redis),
+            "ratio": statistics.median(ratios),
+            "ratios": ratios,
+            "round_trips_per_poll": statistics.median(trips),
+            "redis_commands_per_poll": statistics.median(commands),
+        }
+
+    with instant_backoff():
+        return asyncio.run(measure())
+
+
+# -- 2. state bytes per server -----------------------------------------------------------
+
+
+async def _redis_state_bytes(url: str, servers: int, runs: int, output: int) -> float:
+    name = f"mem{output}"
+    async with FakeACPServer(servers=servers, runs_per_server=0, seed=2) as fake:
+        for sid in fake.server_ids:
+            for _ in range(runs):
+                fake.add_run(sid, status="completed", output="x" * output)
+        async with (
+            ACPClient(fake.token, base_url=fake.base_url) as client,
+            RedisFleet(url, name=name, interval=60.0, lease=30.0) as fleet,
+        ):
+            await fleet.add(fake.server_ids)
+            task = asyncio.create_task(fleet.work(client, concurrency=16))
+            try:
+                async with asyncio.timeout(120):
+                    while (await fleet.status()).stream_length < servers * runs:
+                        await asyncio.sleep(0.05)
+                    redis = fleet._store.redis  # type: ignore[union-attr]
+                    while await redis.hlen(f"acp:{{{name}}}:state") < servers:
+                        await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            redis = fleet._store.redis  # type: ignore[union-attr]
+            total = 0
+            for key in STATE_KEYS:
+                total += await redis.memory_usage(f"acp:{{{name}}}:{key}", samples=0) or 0
+            await fleet.remove(fake.server_ids)
+    return total / servers
+
+
+async def _inprocess_state_bytes(servers: int, runs: int, output: int) -> float:
+    page = _page(runs, output)
+    ids = [f"srv_{i:06d}" for i in range(servers)]
+
+    async def fetch(server_id: str, limit: int) -> Any:
+        return page
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    state = WatchState()
+    watcher = Watcher(
+        fetch, RetryPolicy(), ids, interval=60.0, limit=runs, concurrency=16, state=state
+    )
+    events = watcher.events()
+    seen = 0
+    async for _ in events:
+        seen += 1
+        if seen == servers * runs:
+            break
+    # Every server polled once and its events handed over; the next poll is a minute away.
+    for _ in range(20):
+        await asyncio.sleep(0)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    await events.aclose()
+    return held / servers
+
+
+def state_bytes(servers: int, url: str) -> dict[str, float]:
+    """Bytes kept per server at limit=50: in Redis (all keys but the stream) and in-process."""
+    with instant_backoff():
+        return {
+            "redis_5kb": asyncio.run(_redis_state_bytes(url, servers, 50, 5_000)),
+            "inprocess_100b": asyncio.run(_inprocess_state_bytes(servers, 50, 100)),
+            "inprocess_5kb": asyncio.run(_inprocess_state_bytes(servers, 50, 5_000)),
+            "inprocess_50kb": asyncio.run(_inprocess_state_bytes(servers, 50, 50_000)),
+        }
+
+
+# -- 3. CPU of an unchanged poll ----------------------------------------------------------
+
+
+def unchanged_cpu(loops: int, reps: int) -> dict[str, float]:
+    """CPU of diffing an unchanged 50-run page (5 KB outputs) against what is known,
+    packing the state again, vs structuring that page into models."""
+    page = _page(50, 5_000)
+    known = diff(_converter.page_items(page), ServerState())[0]
+    fresh = _page(50, 5_000)  # equal, but decoded anew as each poll's page is
+
+    def unchanged() -> None:
+        state, changes = diff(_converter.page_items(fresh), known)
+        assert not changes
+        state.pack()
+
+    def structured() -> None:
+        _converter.structure(page, AgentRunList)
+
+    ratios, diffs, structures = [], [], []
+    for _ in range(reps):
+        times = []
+        for job in (unchanged, structured):
+            started = time.process_time()
+            for _ in range(loops):
+                job()
+            times.append((time.process_time() - started) / loops)
+        diffs.append(times[0])
+        structures.append(times[1])
+        ratios.append(times[0] / times[1])
+    return {
+        "unchanged_us": statistics.median(diffs) * 1e6,
+        "structure_us": statistics.median(structures) * 1e6,
+        "ratio": statistics.median(ratios),
+    }
+
+
+# -- 4. recovery after SIGKILL -------------------------------------------------------------
+
+
+async def _worker(url: str, name: str, fake: FakeACPServer, *extra: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "COMPUTER_"))}
+    env.update(ACP_API_KEY=fake.token, ACP_BASE_URL=fake.base_url, ACP_REDIS_URL=url)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "acp_async", "fleet", "worker", "--fleet", name, *extra,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+
+
+def recovery(url: str, servers: int, lease: float, interval: float, reps: int) -> dict[str, Any]:
+    """Two workers; one is SIGKILLed: seconds until every server is polled again."""
+
+    async def once(rep: int) -> float:
+        name = f"recovery{rep}"
+        async with (
+            FakeACPServer(servers=servers, runs_per_server=1, latency=interval / 2) as fake,
+            RedisFleet(url, name=name) as fleet,
+        ):
+            for sid in fake.server_ids:
+                fake.add_run(sid, status="running")  # busy: polled every interval
+            await fleet.add(fake.server_ids)
+            timing = ("--interval", str(interval), "--lease", str(lease), "--concurrency", "8")
+            procs = [await _worker(url, name, fake, *timing) for _ in range(2)]
+            try:
+                await asyncio.sleep(2 * lease + 1)  # both busy, each holding claims
+                procs[0].send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                fake.reset_stats()
+                await asyncio.sleep(3 * (lease + interval))
+                first: dict[str, float] = {}
+                for request in fake.requests:
+                    if request.server_id is not None:
+                        first.setdefault(request.server_id, request.started - killed)
+            finally:
+                for proc in procs:
+                    if proc.returncode is None:
+                        proc.send_signal(signal.SIGTERM)
+                    await proc.wait()
+            await fleet.remove(fake.server_ids)
+        assert len(first) == servers, "a server was never polled again"
+        return max(first.values())
+
+    seconds = [asyncio.run(once(rep)) for rep in range(reps)]
+    return {"lease": lease, "interval": interval, "seconds": seconds, "max": max(seconds)}
+
+
+# -- 5. scale ------------------------------------------------------------------------------
+
+
+def scale(url: str, pid: int, servers: int, workers: int, seconds: float) -> dict[str, Any]:
+    """``servers`` busy servers, ``workers`` worker processes, interval 1 s: what one run
+    of this machine sustains (the fake server shares the two cores)."""
+
+    async def measure() -> dict[str, Any]:
+        name = "scale"
+        async with (
+            FakeACPServer(servers=servers, runs_per_server=1, seed=3) as fake,
+            RedisFleet(url, name=name, interval=1.0) as fleet,
+        ):
+            for sid in fake.server_ids:
+                fake.set_run(sid, fake.runs(sid)[0]["id"], status="running")
+            await fleet.add(fake.server_ids)
+            timing = ("--interval", "1", "--lease", "30", "--concurrency", "32")
+            procs = [await _worker(url, name, fake, *timing) for _ in range(workers)]
+            redis = fleet._store.redis  # type: ignore[union-attr]
+            try:
+                await asyncio.sleep(seconds / 2)  # first polls: every run created
+                fake.reset_stats()
+                info = await redis.info("stats")
+                cpu = [_cpu_seconds(pid), *(_cpu_seconds(p.pid) for p in procs)]
+                own = time.process_time()
+                started = time.monotonic()
+                await asyncio.sleep(seconds)
+                elapsed = time.monotonic() - started
+                polls = len(fake.requests)
+                after = await redis.info("stats")
+                cpu_after = [_cpu_seconds(pid), *(_cpu_seconds(p.pid) for p in procs)]
+                own = time.process_time() - own
+                status = await fleet.status()
+            finally:
+                for proc in procs:
+                    proc.send_signal(signal.SIGTERM)
+                    await proc.wait()
+            state = 0
+            for key in STATE_KEYS:
+                state += await redis.memory_usage(f"acp:{{{name}}}:{key}", samples=0) or 0
+            await fleet.remove(fake.server_ids)
+        commands = after["total_commands_processed"] - info["total_commands_processed"]
+        used = [b - a for a, b in zip(cpu, cpu_after, strict=True)]
+        return {
+            "servers": servers,
+            "workers": workers,
+            "polls_per_s": polls / elapsed,
+            "redis_commands_per_s": commands / elapsed,
+            "redis_cpu": used[0] / elapsed,
+            "workers_cpu": sum(used[1:]) / elapsed,
+            "fake_server_cpu": own / elapsed,
+            "worker_cpu_ms_per_poll": sum(used[1:]) / max(1, polls) * 1e3,
+            "redis_cpu_us_per_poll": used[0] / max(1, polls) * 1e6,
+            "redis_commands_per_poll": commands / max(1, polls),
+            "state_bytes_per_server": state / servers,
+            "overdue": status.overdue,
+        }
+
+    with instant_backoff():
+        return asyncio.run(measure())
+
+
+def estimate(
+    scale_result: dict[str, Any], servers: int = 1_000_000, every: float = 60.0
+) -> dict[str, float]:
+    """From the measured per-poll costs: what ``servers`` polled every ``every`` s needs."""
+    polls = servers / every
+    return {
+        "polls_per_s": polls,
+        "worker_cores": polls * scale_result["worker_cpu_ms_per_poll"] / 1e3,
+        "redis_cores": polls * scale_result["redis_cpu_us_per_poll"] / 1e6,
+        "redis_commands_per_s": polls * scale_result["redis_commands_per_poll"],
+        "state_gb": servers * scale_result["state_bytes_per_server"] / 1e9,
+    }

@@ -1,0 +1,208 @@
+"""RedisFleet on a real redis-server: claims, fenced commits, the stream, consumer groups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from acp_async import ACPClient, AuthenticationError
+from acp_async.fleet import FleetEvent, RedisFleet
+from acp_async.testing import FakeACPServer
+
+from .redis_server import RedisServer
+
+pytestmark = pytest.mark.usefixtures("no_backoff")
+
+
+@pytest.fixture
+async def fleet(redis_server: RedisServer, fleet_name: str) -> AsyncIterator[RedisFleet]:
+    async with RedisFleet(
+        redis_server.url, name=fleet_name, interval=0.05, lease=1.0, limit=20
+    ) as opened:
+        yield opened
+
+
+async def collect(
+    fleet: RedisFleet, count: int, *, group: str = "g", consumer: str = "c", timeout: float = 10
+) -> list[FleetEvent]:
+    """The next ``count`` events of ``group`` (acknowledged), bounded in time."""
+    events: list[FleetEvent] = []
+    stream = fleet.events(group, consumer, block=0.05)
+    async with contextlib.aclosing(stream), asyncio.timeout(timeout):
+        async for event in stream:
+            events.append(event)
+            assert await fleet.ack(group, event) == 1
+            if len(events) >= count:
+                break
+    return events
+
+
+@contextlib.asynccontextmanager
+async def working(fleet: RedisFleet, fake: FakeACPServer) -> AsyncIterator[asyncio.Task[None]]:
+    async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+        task = asyncio.create_task(fleet.work(client, concurrency=4))
+        try:
+            yield task
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_add_remove_and_ids(fleet: RedisFleet) -> None:
+    """add is idempotent and counts the new; remove counts the removed; ids are checked first."""
+    assert await fleet.add(["a", "b", "b"]) == 2
+    assert await fleet.add(["b", "c"]) == 1
+    assert await fleet.server_ids() == {"a", "b", "c"}
+    with pytest.raises(ValueError, match="server_id"):
+        await fleet.add(["d", ".."])
+    assert await fleet.server_ids() == {"a", "b", "c"}  # nothing written
+    assert await fleet.remove(["a", "zzz"]) == 1
+    status = await fleet.status()
+    assert (status.servers, status.workers, status.failing) == (2, 0, 0)
+
+
+async def test_a_worker_appends_each_change_once(fleet: RedisFleet) -> None:
+    """Every run is created once, progress comes as updates, unchanged runs add nothing."""
+    async with FakeACPServer(servers=3, runs_per_server=4, seed=1) as fake:
+        await fleet.add(fake.server_ids)
+        async with working(fleet, fake):
+            created = await collect(fleet, 12)
+            sid = fake.server_ids[0]
+            run = fake.add_run(sid, status="queued")
+            [new] = await collect(fleet, 1)
+            fake.set_run(sid, run["id"], status="running")
+            [update] = await collect(fleet, 1)
+            await asyncio.sleep(0.3)  # several more polls of unchanged pages
+        status = await fleet.status()
+    assert {e.kind for e in created} == {"created"}
+    assert len({(e.server_id, e.run.id) for e in created}) == 12
+    assert (new.kind, new.run.id, new.previous_status) == ("created", run["id"], None)
+    assert (update.kind, update.run.status, update.previous_status) == (
+        "updated",
+        "running",
+        "queued",
+    )
+    assert update.key.endswith("/2")
+    assert status.stream_length == 14
+    assert status.pending == {"g": 0}
+
+
+async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: str) -> None:
+    """A claim taken over after its lease: the old holder's commit writes nothing."""
+    from acp_async._watch._redis import Commit, RedisStore
+    from acp_async._watch._state import ServerState
+
+    async with RedisFleet(redis_server.url, name=fleet_name, lease=0.05) as fleet:
+        await fleet.add(["srv"])
+        store: RedisStore = fleet._store  # type: ignore[assignment]
+        _, _, [zombie], _ = await store.commit_and_claim("w1", 100, [], 0.05, 10)
+        await asyncio.sleep(0.1)  # the lease ends
+        _, _, [fresh], _ = await store.commit_and_claim("w2", 100, [], 0.05, 10)
+        event = ("srv/run/1", "created", b'{"id":"run"}', "")
+        late = Commit(zombie, ServerState().pack(), 1.0, False, [event])
+        on_time = Commit(fresh, ServerState().pack(), 1.0, False, [event])
+        results, *_ = await store.commit_and_claim("w1", 100, [late], 1.0, 0)
+        assert results == ["fenced"]
+        results, *_ = await store.commit_and_claim("w2", 100, [on_time], 1.0, 0)
+        assert results == ["ok"]
+        # The same commit again, as after a lost reply: recognised, not appended twice.
+        results, *_ = await store.commit_and_claim("w2", 100, [on_time], 1.0, 0)
+        assert results == ["done"]
+        assert (await fleet.status()).stream_length == 1
+
+
+async def test_unacked_events_go_to_another_consumer(fleet: RedisFleet) -> None:
+    """Events a consumer took but never acked are claimed by another after claim_idle."""
+    async with FakeACPServer(servers=1, runs_per_server=3) as fake:
+        await fleet.add(fake.server_ids)
+        async with working(fleet, fake):
+            taken = []
+            stream = fleet.events("g", "dies", block=0.05)
+            async with contextlib.aclosing(stream), asyncio.timeout(10):
+                async for event in stream:
+                    taken.append(event)
+                    if len(taken) == 3:
+                        break
+        assert (await fleet.status()).pending == {"g": 3}
+        rescued = []
+        stream = fleet.events("g", "lives", block=0.05, claim_idle=0.05)
+        async with contextlib.aclosing(stream), asyncio.timeout(10):
+            async for event in stream:
+                rescued.append(event)
+                await fleet.ack("g", event)
+                if len(rescued) == 3:
+                    break
+    assert [e.key for e in rescued] == [e.key for e in taken]
+    assert (await fleet.status()).pending == {"g": 0}
+
+
+async def test_work_raises_on_a_refused_token(fleet: RedisFleet) -> None:
+    """No poll can succeed without a new token: work() raises and hands its claims back."""
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        await fleet.add(fake.server_ids)
+        fake.fail("status", status=401, times=10)
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            with pytest.raises(AuthenticationError):
+                await asyncio.wait_for(fleet.work(client), 10)
+    status = await fleet.status()
+    assert status.servers == 2
+
+
+async def test_failing_servers_are_counted_not_streamed(fleet: RedisFleet) -> None:
+    """A 404 server is counted in status().failing and retried; the stream holds no errors."""
+    async with FakeACPServer(servers=2, runs_per_server=2) as fake:
+        bad, good = fake.server_ids
+        fake.fail("status", status=404, times=1000, server_id=bad)
+        await fleet.add([bad, good])
+        async with working(fleet, fake):
+            events = await collect(fleet, 2)
+            async with asyncio.timeout(10):
+                while (await fleet.status()).failing != 1:
+                    await asyncio.sleep(0.02)
+    assert {e.server_id for e in events} == {good}
+    assert (await fleet.status()).stream_length == 2
+
+
+async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:
+    """After remove, the server is no longer polled (after at most one interval)."""
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        gone, kept = fake.server_ids
+        fake.add_run(gone, status="running")  # busy: polled every interval
+        await fleet.add(fake.server_ids)
+        async with working(fleet, fake):
+            await collect(fleet, 3)
+            assert await fleet.remove([gone]) == 1
+            await asyncio.sleep(0.1)  # a poll already in flight may still land
+            fake.reset_stats()
+            await asyncio.sleep(0.3)
+            polled = {r.server_id for r in fake.requests}
+    assert gone not in polled
+    assert kept in polled
+
+
+def test_bad_fleet_options_fail_at_construction() -> None:
+    """Bad names and numbers raise before any connection."""
+    with pytest.raises(ValueError, match="braces"):
+        RedisFleet("redis://127.0.0.1:1/0", name="a{b}")
+    with pytest.raises(ValueError, match="lease"):
+        RedisFleet("redis://127.0.0.1:1/0", lease=0)
+    with pytest.raises(TypeError):
+        RedisFleet("redis://127.0.0.1:1/0", limit="5")  # type: ignore[arg-type]
+
+
+def test_import_loads_neither_redis_nor_xxhash() -> None:
+    """`import acp_async` (and a watch's first page digest aside) loads no optional extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, acp_async;"
+        "assert 'redis' not in sys.modules, 'redis';"
+        "assert 'xxhash' not in sys.modules, 'xxhash';"
+        "assert 'acp_async.fleet' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

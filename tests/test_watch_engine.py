@@ -1,0 +1,137 @@
+"""The watch engine: compact state, fingerprints before structuring, errors that end it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import aclosing
+
+import pytest
+
+from acp_async import (
+    ACPClient,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableEntityError,
+    WatchState,
+    _converter,
+)
+from acp_async.testing import FakeACPServer
+
+from .test_watch import INTERVAL, take
+
+
+def _state_bytes(state: WatchState) -> int:
+    """What the state holds per server: the id strings and their packed records."""
+    return sum(sys.getsizeof(sid) + sys.getsizeof(blob) for sid, blob in state.servers.items())
+
+
+async def _watched_state(output_size: int) -> WatchState:
+    state = WatchState()
+    async with FakeACPServer(servers=20, runs_per_server=50, seed=5) as fake:
+        for sid in fake.server_ids:
+            for run in fake.runs(sid):
+                fake.set_run(sid, run["id"], output="x" * output_size, status="completed")
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch(fake.server_ids, interval=INTERVAL, limit=50, state=state)
+            async with aclosing(stream):
+                await take(stream, 20 * 50, timeout=30)
+    return state
+
+
+async def test_memory_per_server_does_not_grow_with_run_text(no_backoff: None) -> None:
+    """50 runs per server with 100 B or 50 KB outputs: the same few hundred bytes kept."""
+    small = await _watched_state(100)
+    large = await _watched_state(50_000)
+    per_server_small = _state_bytes(small) / 20
+    per_server_large = _state_bytes(large) / 20
+    assert per_server_large == per_server_small
+    assert per_server_large < 2048
+
+
+async def test_unchanged_runs_are_not_structured_again(
+    no_backoff: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only new or changed runs are structured: a quiet poll structures none."""
+    calls: list[object] = []
+    structure = _converter.structure
+
+    def counting(body: object, cls: type) -> object:
+        calls.append(cls)
+        return structure(body, cls)
+
+    monkeypatch.setattr(_converter, "structure", counting)
+    async with FakeACPServer(servers=1, runs_per_server=10, seed=2) as fake:
+        sid = fake.server_ids[0]
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
+            stream = client.runs.watch([sid], interval=INTERVAL, limit=50)
+            async with aclosing(stream):
+                await take(stream, 10)
+                assert len(calls) == 10
+                polls = len(fake.requests)
+                waiting = asyncio.ensure_future(anext(stream))
+                async with asyncio.timeout(5):
+                    while len(fake.requests) < polls + 3:  # three polls of an unchanged page
+                        await asyncio.sleep(0.005)
+                assert not waiting.done()
+                assert len(calls) == 10
+                fake.set_run(sid, fake.runs(sid)[3]["id"], output="changed")
+                async with asyncio.timeout(5):
+                    event = await waiting
+    assert event.kind == "updated"
+    assert event.run is not None
+    assert event.run.output == "changed"
+    assert len(calls) == 11
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(400, BadRequestError), (422, UnprocessableEntityError)]
+)
+async def test_a_refused_watch_request_ends_the_watch(
+    no_backoff: None, status: int, error: type[Exception]
+) -> None:
+    """A 400/422 for the watch's own request is raised: no later poll can fix it."""
+    async with FakeACPServer(servers=1, runs_per_server=1) as fake:
+        fake.fail("status", status=status, times=1)
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch(fake.server_ids, interval=INTERVAL)
+            async with aclosing(stream):
+                with pytest.raises(error):
+                    await take(stream, 1)
+
+
+@pytest.mark.parametrize(("status", "error"), [(403, PermissionDeniedError), (404, NotFoundError)])
+async def test_a_forbidden_or_missing_server_stays_watched(
+    no_backoff: None, status: int, error: type[Exception]
+) -> None:
+    """403/404: an error event each poll, backing off, and the server is still watched."""
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        bad, good = fake.server_ids
+        fake.fail("status", status=status, times=3, server_id=bad)
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch([bad, good], interval=0.005)
+            async with aclosing(stream):
+                events = await take(stream, 5)
+                new = fake.add_run(bad)
+                while True:
+                    [event] = await take(stream, 1)
+                    if event.server_id == bad and event.kind == "created":
+                        break
+    errors = [e for e in events if e.kind == "error"]
+    assert len(errors) == 3
+    assert all(isinstance(e.error, error) and e.server_id == bad for e in errors)
+    assert event.run is not None
+    # The bad server's first successful poll reports its runs, the new one included.
+    assert event.run.id in {new["id"], *(r["id"] for r in fake.runs(bad))}
+
+
+def test_state_resumes_from_its_own_dict_and_refuses_garbage() -> None:
+    """to_dict/from_dict round-trip; a corrupt blob is a ResponseValidationError."""
+    from acp_async import ResponseValidationError
+
+    assert WatchState.from_dict({}) == WatchState()
+    with pytest.raises(ResponseValidationError):
+        WatchState.from_dict({"srv": "not base64!"})
+    with pytest.raises(ResponseValidationError):
+        WatchState.from_dict({"srv": "AAAA"})
