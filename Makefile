@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LATEST := .venv-latest
 LATEST_PY := $(LATEST)/bin/python
 
-.PHONY: redis-server test lint typecheck pytest pytest-latest install-check dist demo bench soak clean
+.PHONY: system-deps test lint typecheck pytest pytest-latest install-check dist demo bench soak clean
 
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,14 +35,19 @@ pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
 	$(LATEST_PY) -m pytest -q -m 'not aioresponses' -p no:cacheprovider
 
-# The fleet tests need a real redis-server (Debian's package); installed here when missing
-# and we are root, as on CI.
-redis-server:
-	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
-		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
-		|| echo "redis-server missing: the fleet tests will skip (in CI they fail)"
+# Debian packages the tests run: redis-server (the fleet tests need a real one) and jq (the
+# README's `runs poll --json | jq` example). Installed here when missing and we are root,
+# as on CI; elsewhere a note says what will skip or fail.
+SYSTEM_DEPS := redis-server jq
+system-deps:
+	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "missing:$$missing (not root: install them; the fleet tests skip without redis-server, in CI they fail)"; fi; \
+	fi
 
-test: redis-server lint typecheck pytest pytest-latest install-check
+test: system-deps lint typecheck pytest pytest-latest install-check
 
 # The sdist and the wheel in dist/, with their metadata checked (README renders on PyPI).
 dist: $(VENV)/.installed
