@@ -35,16 +35,18 @@ pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
 	$(LATEST_PY) -m pytest -q -m 'not aioresponses' -p no:cacheprovider
 
-# Debian packages the tests run: redis-server (the fleet tests need a real one) and jq (the
-# README's `runs poll --json | jq` example). Installed here when missing and we are root,
-# as on CI; elsewhere a note says what will skip or fail.
-SYSTEM_DEPS := redis-server jq
+# Debian packages the tests run, as command:package: redis-server (the fleet tests need a
+# real one), jq (the README's `runs poll --json | jq` example) and promtool (the README's
+# alert rules are checked with it). Installed here when missing and we are root, as on CI;
+# elsewhere a note says what is missing.
+SYSTEM_DEPS := redis-server:redis-server jq:jq promtool:prometheus
 system-deps:
-	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for pair in $(SYSTEM_DEPS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq \
-			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-		else echo "missing:$$missing (not root: install them; the fleet tests skip without redis-server, in CI they fail)"; fi; \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "missing Debian packages:$$missing (not root: install them)"; fi; \
 	fi
 
 test: system-deps lint typecheck pytest pytest-latest install-check

@@ -15,14 +15,12 @@ import os
 import random
 import socket
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
 from .. import _converter, _json
 from .._observe import Observer
 from ..errors import ACPError, APITimeoutError, AuthenticationError
-from ._diff import diff
-from ._poll import FetchPage, poll
+from ._poll import FetchPage, Polled, poll
 from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore
 from ._schedule import next_delay
 
@@ -77,7 +75,7 @@ class Worker:
         self._id = worker_id()
         self._redis_failures = 0
         self._held: list[Claim] = []  # claimed, not yet polling
-        self._in_flight: dict[asyncio.Future[list[Any] | ACPError], Claim] = {}
+        self._in_flight: dict[asyncio.Future[Polled | ACPError], Claim] = {}
 
     async def run(self) -> None:
         try:
@@ -86,7 +84,7 @@ class Worker:
             await self._stop()
 
     async def _loop(self) -> None:
-        finished: list[tuple[Claim, list[Any] | ACPError]] = []
+        finished: list[tuple[Claim, Polled | ACPError]] = []
         while True:
             _stop_if_cancelled()
             commits = [self._settle(claim, outcome) for claim, outcome in finished]
@@ -112,7 +110,7 @@ class Worker:
                 claim = self._in_flight.pop(task)
                 finished.append((claim, task.result()))
 
-    async def _poll(self, claim: Claim) -> list[Any] | ACPError:
+    async def _poll(self, claim: Claim) -> Polled | ACPError:
         """One server's page; errors other than a refused token are the poll's outcome."""
         try:
             async with asyncio.timeout(self._lease):
@@ -124,15 +122,10 @@ class Worker:
         except TimeoutError:
             return APITimeoutError(f"the poll took longer than the lease ({self._lease:g}s)")
 
-    def _settle(self, claim: Claim, outcome: list[Any] | ACPError) -> Commit:
+    def _settle(self, claim: Claim, outcome: Polled | ACPError) -> Commit:
         """A finished poll as a commit: the diff's events and the server's next delay."""
         known = claim.state
         events: list[tuple[str, str, bytes, str]] = []
-        if not isinstance(outcome, ACPError):
-            try:
-                fresh, changes = diff(outcome, known)
-            except ACPError as exc:
-                outcome = exc
         failed = isinstance(outcome, ACPError)
         if isinstance(outcome, ACPError):
             log.warning("fleet: polling %s failed: %s", claim.server_id, outcome)
@@ -141,6 +134,7 @@ class Worker:
             fresh = known
         else:
             self._observer.watch_polled(ok=True, late=claim.late)
+            fresh, changes = outcome.fresh, outcome.changes
             busy = bool(changes) or fresh.busy()
             delay = next_delay(fresh, self._interval, failed=False, busy=busy)
             for change in changes:
