@@ -96,8 +96,11 @@ class Transport:
             await self._session.close()
 
     def pool_limit(self) -> int | None:
-        """How many connections the session's pool allows (None: unbounded)."""
-        connector = self.session().connector
+        """How many connections the session's pool allows (None: unbounded). Known without
+        a running loop: ours is sized by the config, a borrowed one by its connector."""
+        if self._session is None:
+            return self.config.max_connections
+        connector = self._session.connector
         return connector.limit if connector is not None and connector.limit else None
 
     def url(self, *segments: str, query: str = "") -> URL:

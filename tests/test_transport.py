@@ -185,3 +185,17 @@ async def test_a_2xx_of_the_wrong_shape_is_an_invalid_request_with_its_url(
     assert isinstance(event.error, ResponseValidationError)
     assert event.error.url == f"{base}/v1/servers/srv-2/runtime/agent/runs?limit=5"
     assert recorder.finished == Counter({"invalid": 2})
+
+
+def test_iterators_can_be_made_outside_a_running_loop() -> None:
+    """list_many() and watch() check their arguments and return, without a running loop
+    or a session, like iter() and pages(); the first iteration does the work."""
+    client = ACPClient("tok", base_url="http://127.0.0.1:9")
+    for stream in (
+        client.runs.list_many(["a"], concurrency=500),
+        client.runs.watch(["a"], concurrency=500),
+        client.runs.iter("a"),
+        client.runs.pages("a"),
+    ):
+        stream.aclose().close()  # never started: nothing to clean up
+    assert client._transport._session is None

@@ -135,3 +135,14 @@ def test_state_resumes_from_its_own_dict_and_refuses_garbage() -> None:
         WatchState.from_dict({"srv": "not base64!"})
     with pytest.raises(ResponseValidationError):
         WatchState.from_dict({"srv": "AAAA"})
+
+
+def test_failing_cadence_never_exceeds_32_intervals() -> None:
+    """Jitter cannot push a failing server past the 32x interval cap."""
+    from acp_async._watch._schedule import ERROR_CAP, next_delay
+    from acp_async._watch._state import ServerState
+
+    state = ServerState()
+    delays = [next_delay(state, 1.0, failed=True, busy=False) for _ in range(2000)]
+    assert max(delays) <= ERROR_CAP
+    assert max(delays) > ERROR_CAP * 0.8  # still jittered below the cap
