@@ -22,6 +22,7 @@ import random
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -47,6 +48,7 @@ log = logging.getLogger("acp_async")
 
 _READ_COUNT = 100
 _MAX_BACKOFF = 5.0
+_SCHEMES = ("redis", "rediss", "unix")
 _STATUSES = {status.value: status for status in RunStatus}
 
 
@@ -93,8 +95,7 @@ class RedisFleet:
         max_events: int = 1_000_000,
         metrics: Observer | None = None,
     ) -> None:
-        if not isinstance(redis_url, str) or not redis_url:
-            raise TypeError("redis_url must be a non-empty str (redis://host:port/db)")
+        _check_url(redis_url)
         if not isinstance(name, str) or not name or "{" in name or "}" in name:
             raise ValueError(f"name must be a non-empty str without braces, got {name!r}")
         if metrics is not None and not isinstance(metrics, Observer):
@@ -108,6 +109,7 @@ class RedisFleet:
         self._observer = metrics or NO_OBSERVER
         self._redis: aioredis.Redis | None = None
         self._store: RedisStore | None = None
+        self._depth = 0  # nested `async with fleet:` blocks; the outermost exit closes
 
     def __repr__(self) -> str:
         return f"RedisFleet(name={self._name!r})"
@@ -117,10 +119,13 @@ class RedisFleet:
         return self._name
 
     async def __aenter__(self) -> Self:
-        self._redis = aioredis.Redis.from_url(
-            self._url, socket_timeout=self._socket_timeout(), socket_connect_timeout=5.0
-        )
-        self._store = RedisStore(self._redis, self._name)
+        """Open the Redis pool; a nested ``async with fleet:`` shares it."""
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(
+                self._url, socket_timeout=self._socket_timeout(), socket_connect_timeout=5.0
+            )
+            self._store = RedisStore(self._redis, self._name)
+        self._depth += 1
         return self
 
     async def __aexit__(
@@ -129,7 +134,9 @@ class RedisFleet:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        self._depth -= 1
+        if self._depth <= 0:
+            await self.close()
 
     async def close(self) -> None:
         """Close the Redis pool; idempotent."""
@@ -199,23 +206,26 @@ class RedisFleet:
     ) -> AsyncGenerator[FleetEvent, None]:
         failures = 0
         ready = False
-        own_pending = True  # this consumer's own unacked events come first (a restart)
+        # This consumer's own unacked events come first (a restart), walked once: the
+        # cursor moves past each batch, so an event the caller leaves unacked is not read
+        # again and again; it comes again at the next restart (at least once).
+        cursor: str | None = "0"
         while True:
             store = self._opened()
             try:
                 if not ready:
                     await self._create_group(store, group)
                     ready = True
-                if own_pending:
-                    batch = await self._read(store, group, consumer, "0", None)
-                    own_pending = bool(batch)
+                if cursor is not None:
+                    entries = await self._read(store, group, consumer, cursor, None)
+                    cursor = _last_id(entries)
                 else:
                     reply = await store.redis.xautoclaim(
                         store.events, group, consumer, idle_ms, "0-0", count=_READ_COUNT
                     )
-                    batch = _entries(reply[1])
-                    if not batch:
-                        batch = await self._read(store, group, consumer, ">", block_ms)
+                    entries = reply[1]
+                    if not entries:
+                        entries = await self._read(store, group, consumer, ">", block_ms)
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -228,6 +238,9 @@ class RedisFleet:
                 await asyncio.sleep(random.uniform(pause / 2, pause))
                 continue
             failures = 0
+            batch, unusable = _entries(entries)
+            if unusable:
+                await _set_aside(store, group, unusable)
             for event in batch:
                 yield event
 
@@ -240,18 +253,28 @@ class RedisFleet:
 
     async def _read(
         self, store: RedisStore, group: str, consumer: str, start: str, block_ms: int | None
-    ) -> list[FleetEvent]:
+    ) -> list[Any]:
+        """The raw entries (id, fields) read for ``consumer``, oldest first."""
         reply: Any = await store.redis.xreadgroup(
             group, consumer, {store.events: start}, count=_READ_COUNT, block=block_ms
         )
-        return [event for _, entries in reply or () for event in _entries(entries)]
+        return [entry for _, entries in reply or () for entry in entries or ()]
 
     async def ack(self, group: str, event: FleetEvent) -> int:
-        """Acknowledge ``event`` for ``group``; returns how many were acknowledged (0 or 1)."""
+        """Acknowledge ``event`` (as ``events()`` yielded it) for ``group``; returns how many
+        were acknowledged (0 or 1)."""
+        if not isinstance(group, str) or not group:
+            raise ValueError(f"group must be a non-empty str, got {group!r}")
+        if not isinstance(event, FleetEvent):
+            raise TypeError(
+                f"ack takes the FleetEvent that events() yielded, not {type(event).__name__}"
+            )
         store = self._opened()
         return int(await store.redis.xack(store.events, group, event.id))
 
     async def status(self) -> FleetStatus:
+        """How the fleet is doing. ``overdue`` and ``workers`` are judged by this fleet's
+        ``interval`` and ``lease`` (Redis does not hold the workers'): give the same."""
         store = self._opened()
         now = await store.status(self._interval, self._lease)
         pending: dict[str, int] = {}
@@ -280,14 +303,59 @@ def _checked(server_ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(_validate.taken_server_id(sid) for sid in server_ids))
 
 
-def _entries(entries: Any) -> list[FleetEvent]:
-    """Stream entries as events; trimmed ones (no fields left) are skipped."""
-    events = []
-    for entry in entries or ():
-        entry_id, fields = entry
-        if fields:
-            events.append(_event(entry_id.decode(), fields))
-    return events
+def _check_url(redis_url: object) -> None:
+    """Refuse what ``Redis.from_url`` would refuse, at construction (the URL is not echoed:
+    it may hold a password)."""
+    if not isinstance(redis_url, str):
+        raise TypeError(f"redis_url must be a str, not {type(redis_url).__name__}")
+    if not redis_url:
+        raise ValueError("redis_url is empty; give redis://host:port/db")
+    try:
+        parts = urlsplit(redis_url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise ValueError(f"redis_url is not a valid URL: {exc}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(
+            f"redis_url must start with redis://, rediss:// or unix://, not {parts.scheme!r}"
+        )
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("a unix:// redis_url needs a socket path (unix:///path/redis.sock)")
+
+
+async def _set_aside(store: RedisStore, group: str, entry_ids: list[str]) -> None:
+    """Acknowledge entries that cannot be events, so they cannot wedge the group. Redis
+    unavailable: they stay pending and are set aside when they come again."""
+    try:
+        await store.redis.xack(store.events, group, *entry_ids)
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("fleet events: could not acknowledge unreadable entries yet (%s)", exc)
+
+
+def _last_id(entries: list[Any]) -> str | None:
+    """Where the next read of pending entries starts; None once there are none left."""
+    if not entries:
+        return None
+    entry_id = entries[-1][0]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def _entries(entries: list[Any]) -> tuple[list[FleetEvent], list[str]]:
+    """Stream entries as events, and the ids of those that cannot be: trimmed ones (no
+    fields left) and malformed ones (logged). One bad entry spoils only itself."""
+    events: list[FleetEvent] = []
+    unusable: list[str] = []
+    for entry_id, fields in entries:
+        sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        if not fields:
+            unusable.append(sid)
+            continue
+        try:
+            events.append(_event(sid, fields))
+        except ResponseValidationError as exc:
+            log.warning("fleet events: skipping (and acknowledging) %s", exc)
+            unusable.append(sid)
+    return events, unusable
 
 
 def _event(entry_id: str, fields: dict[bytes, bytes]) -> FleetEvent:
@@ -305,7 +373,7 @@ def _event(entry_id: str, fields: dict[bytes, bytes]) -> FleetEvent:
             run=run,
             previous_status=None if previous is None else _STATUSES.get(previous, previous),
         )
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, ResponseValidationError) as exc:
         raise ResponseValidationError(
             f"fleet stream entry {entry_id} is malformed: {exc}"
         ) from None

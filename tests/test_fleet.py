@@ -206,3 +206,163 @@ def test_import_loads_neither_redis_nor_xxhash() -> None:
         "assert 'acp_async.fleet' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+async def append(fleet: RedisFleet, key: str, *, run: bytes | None = None) -> str:
+    """One entry as the commit script writes it (``run=b"..."`` makes a malformed one)."""
+    store = fleet._store
+    assert store is not None
+    fields = {
+        "key": key,
+        "kind": "created",
+        "server": "srv",
+        "run": run if run is not None else f'{{"id":"{key}"}}'.encode(),
+        "previous": "",
+    }
+    entry_id = await store.redis.xadd(store.events, fields)  # type: ignore[arg-type]
+    return str(entry_id.decode())
+
+
+async def take(fleet: RedisFleet, consumer: str, *, until: str, most: int) -> list[str]:
+    """Keys read by ``consumer`` of group ``g`` (none acknowledged) up to ``until`` or
+    ``most`` of them, whichever comes first; bounded in time."""
+    keys: list[str] = []
+    stream = fleet.events("g", consumer, block=0.05)
+    async with contextlib.aclosing(stream), asyncio.timeout(10):
+        async for event in stream:
+            keys.append(event.key)
+            if event.key == until or len(keys) >= most:
+                break
+    return keys
+
+
+async def test_unacked_events_come_once_after_a_restart_then_new_ones(fleet: RedisFleet) -> None:
+    """A restart walks the consumer's own pending events once (several read batches), then
+    reads new ones: an event left unacked does not come back in a loop."""
+    old = [f"old/{i}" for i in range(130)]  # more than one read batch of 100
+    for key in old:
+        await append(fleet, key)
+    assert await take(fleet, "c", until=old[-1], most=200) == old  # none acked
+    await append(fleet, "new")
+    again = await take(fleet, "c", until="new", most=300)
+    assert again == [*old, "new"]  # at least once across restarts; then the new one
+    assert (await fleet.status()).pending == {"g": 131}
+
+
+async def test_a_malformed_entry_is_set_aside_not_raised(
+    fleet: RedisFleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad entry in a batch: the others are yielded, the bad one is logged and
+    acknowledged, so neither this consumer nor a restart is blocked by it."""
+    await append(fleet, "good/1")
+    bad = await append(fleet, "bad", run=b"{not json")
+    await append(fleet, "wrong/shape", run=b'{"id": 5}')
+    await append(fleet, "good/2")
+    with caplog.at_level("WARNING", logger="acp_async"):
+        events = []
+        stream = fleet.events("g", "c", block=0.05)
+        async with contextlib.aclosing(stream), asyncio.timeout(10):
+            async for event in stream:
+                events.append(event)
+                if len(events) == 2:
+                    break
+    assert [e.key for e in events] == ["good/1", "good/2"]
+    assert bad in caplog.text
+    assert (await fleet.status()).pending == {"g": 2}  # the bad ones are acknowledged
+    for event in events:
+        assert await fleet.ack("g", event) == 1
+    await append(fleet, "good/3")
+    assert await take(fleet, "c", until="good/3", most=5) == ["good/3"]
+
+
+async def test_nested_async_with_shares_the_pool(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """An inner ``async with fleet:`` leaves the fleet open; the outermost exit closes it."""
+    fleet = RedisFleet(redis_server.url, name=fleet_name)
+    async with fleet:
+        async with fleet:
+            assert await fleet.add(["a"]) == 1
+        assert await fleet.server_ids() == {"a"}  # still open
+    with pytest.raises(RuntimeError, match="async with"):
+        await fleet.server_ids()
+    async with fleet:  # and it opens again
+        assert await fleet.remove(["a"]) == 1
+
+
+async def test_ack_takes_an_event(fleet: RedisFleet) -> None:
+    """A stream id or a bad group is a clear error before anything is sent."""
+    with pytest.raises(TypeError, match="FleetEvent"):
+        await fleet.ack("g", "1-0")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="group"):
+        await fleet.ack("", "1-0")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "match"),
+    [
+        ("http://127.0.0.1:6391", ValueError, "redis://"),
+        ("127.0.0.1:6379", ValueError, "redis://"),
+        ("", ValueError, "empty"),
+        ("redis://127.0.0.1:port/0", ValueError, "valid URL"),
+        ("unix://", ValueError, "socket path"),
+        (b"redis://127.0.0.1", TypeError, "str"),
+    ],
+)
+def test_a_bad_redis_url_fails_at_construction(
+    url: str, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        RedisFleet(url)
+
+
+def test_good_redis_urls_are_accepted() -> None:
+    for url in ("redis://localhost", "rediss://u:p@h:6380/2", "unix:///run/redis.sock?db=1"):
+        RedisFleet(url)
+
+
+def test_the_cli_refuses_a_bad_redis_url_in_one_line() -> None:
+    """`fleet add --redis http://...` is a usage error (exit 2, one line), no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "COMPUTER_AGENTS_"))}
+    args = ["fleet", "add", "a", "b", "--redis", "http://127.0.0.1:6391"]
+    done = subprocess.run(
+        [sys.executable, "-m", "acp_async", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1
+    assert "redis://" in done.stderr
+
+
+async def test_cli_status_judges_overdue_by_the_given_interval(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """`fleet status --interval S` uses S (the workers' interval), not always 30 s."""
+    import json
+    import os
+    import sys
+
+    async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
+        await fleet.add(["a"])  # due now, and no worker polls it
+    await asyncio.sleep(0.1)  # now due more than 0.05 s ago (it only grows)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "COMPUTER_AGENTS_"))}
+    overdue = []
+    for extra in ((), ("--interval", "0.05")):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "acp_async", "fleet", "status", "--json",
+            "--redis", redis_server.url, "--fleet", fleet_name, *extra,
+            stdout=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        overdue.append(json.loads(out)["overdue"])
+    assert overdue == [0, 1]

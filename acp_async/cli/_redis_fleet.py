@@ -74,6 +74,13 @@ def register(commands: Subcommands) -> None:
         help="servers, workers, backlog",
     )
     _common(status)
+    status.add_argument(
+        "--interval",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="the workers' --interval, to judge what is overdue (30)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +134,7 @@ async def _remove(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    fleet = _open(args)
+    fleet = _open(args, interval=args.interval)
 
     async def status() -> None:
         now = await fleet.status()
