@@ -106,6 +106,25 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
         "",
+        "## What each figure includes",
+        "",
+        "- Polls/s: one process runs the fake ACP server and the watcher (in-process watch"
+        " or one Redis worker, 16 polls at once), 300 busy servers with 5 runs each, pages"
+        " unchanged; the two alternate, each for the same window, and the ratio is the"
+        " median of the per-pair ratios. That process is CPU-bound, so the ratio is mostly"
+        " the Redis path's CPU per poll (state unpacked and packed, redis-py encoding the"
+        " scripts' arguments and parsing their replies) against the in-process watch's.",
+        "- State bytes: `MEMORY USAGE ... SAMPLES 0` of every per-fleet key but the stream"
+        " (`due`, `claims`, `state`, `failing`, `workers`, `seq`), summed and divided by the"
+        " servers; each server's `state` value is its packed state (13 bytes a run and a"
+        " 13-byte header: 663 bytes for 50 runs) behind its commit's `token:` prefix.",
+        "- Unchanged poll CPU: `diff()` of a freshly decoded 50-run page (5 KB outputs) that"
+        " equals the last one (`page_items`, the page digest: orjson re-encoding of the"
+        " decoded items and xxh3) plus `pack()` of the new state; against"
+        " `structure(page, AgentRunList)` of the same decoded page. Neither side includes"
+        " reading or JSON-decoding the body (about as costly as structuring it), so the"
+        " ratio leaves out the cost both paths share today.",
+        "",
         f"## Scale: {sc['servers']:,} servers, {sc['workers']} worker processes, interval 1 s",
         "",
         "Everything on this 2-core machine at once: the fake ACP server (one Python process),"
