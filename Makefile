@@ -6,18 +6,18 @@ PY := $(VENV)/bin/python
 LATEST := .venv-latest
 LATEST_PY := $(LATEST)/bin/python
 
-.PHONY: redis-server test lint typecheck pytest pytest-latest install-check dist demo bench soak clean
+.PHONY: system-deps test lint typecheck pytest pytest-latest install-check dist demo bench soak clean
 
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-dev.txt -e '.[dev,speed,cli,redis]'
+	$(PY) -m pip install -q -c constraints-dev.txt -e '.[dev,speed,cli,redis,metrics]'
 	touch $@
 
 $(LATEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST_PY) -m pip install -q --upgrade pip
-	$(LATEST_PY) -m pip install -q --upgrade -e '.[dev,speed,cli,redis]' aiohttp
+	$(LATEST_PY) -m pip install -q --upgrade -e '.[dev,speed,cli,redis,metrics]' aiohttp
 	touch $@
 
 lint: $(VENV)/.installed
@@ -35,14 +35,21 @@ pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
 	$(LATEST_PY) -m pytest -q -m 'not aioresponses' -p no:cacheprovider
 
-# The fleet tests need a real redis-server (Debian's package); installed here when missing
-# and we are root, as on CI.
-redis-server:
-	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
-		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
-		|| echo "redis-server missing: the fleet tests will skip (in CI they fail)"
+# Debian packages the tests run, as command:package: redis-server (the fleet tests need a
+# real one), jq (the README's `runs poll --json | jq` example) and promtool (the README's
+# alert rules are checked with it). Installed here when missing and we are root, as on CI;
+# elsewhere a note says what is missing.
+SYSTEM_DEPS := redis-server:redis-server jq:jq promtool:prometheus
+system-deps:
+	@missing=""; for pair in $(SYSTEM_DEPS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else echo "missing Debian packages:$$missing (not root: install them)"; fi; \
+	fi
 
-test: redis-server lint typecheck pytest pytest-latest install-check
+test: system-deps lint typecheck pytest pytest-latest install-check
 
 # The sdist and the wheel in dist/, with their metadata checked (README renders on PyPI).
 dist: $(VENV)/.installed
@@ -71,6 +78,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed benchmarks/requirements.txt
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.metrics_cost   # its own section of RESULTS.md: metrics on vs off
 
 clean:
 	rm -rf $(VENV) $(LATEST) .mypy_cache .pytest_cache .ruff_cache dist

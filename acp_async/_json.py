@@ -1,4 +1,9 @@
-"""JSON decoding and compact encoding: orjson with the ``speed`` extra, the stdlib otherwise."""
+"""JSON decoding and compact encoding: orjson with the ``speed`` extra, the stdlib otherwise.
+
+orjson is imported on the first call, not at import time, so ``import acp_async`` loads
+no optional package; after that first call each name is orjson's own function (or the
+stdlib's), with no wrapper in between.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,61 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ("DECODE_ERRORS", "dumps", "dumps_sorted", "fast", "loads")
+
+# Both decoders raise ValueError subclasses (UnicodeDecodeError included); the stdlib
+# one raises RecursionError on absurd nesting.
+DECODE_ERRORS = (ValueError, RecursionError)
+
 loads: Callable[[bytes], Any]
 dumps: Callable[[Any], bytes]
+dumps_sorted: Callable[[Any], bytes]
+_fast: bool | None = None
+
+
+def fast() -> bool:
+    """True when orjson does the work."""
+    if _fast is None:
+        _choose()
+    return bool(_fast)
 
 
 def _std_dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - exercised when the extra is absent
-    loads = json.loads
-    dumps = _std_dumps
-else:
-    loads = orjson.loads
-    dumps = orjson.dumps
+def _std_dumps_sorted(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
-# Both decoders raise ValueError subclasses (UnicodeDecodeError included); the stdlib
-# one raises RecursionError on absurd nesting.
-DECODE_ERRORS = (ValueError, RecursionError)
+
+def _choose() -> None:
+    global loads, dumps, dumps_sorted, _fast
+    try:
+        import orjson  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - exercised when the extra is absent
+        loads, dumps, dumps_sorted, _fast = json.loads, _std_dumps, _std_dumps_sorted, False
+        return
+    sort_keys = orjson.OPT_SORT_KEYS
+
+    def orjson_dumps_sorted(value: Any) -> bytes:
+        return orjson.dumps(value, option=sort_keys)
+
+    loads, dumps, dumps_sorted, _fast = orjson.loads, orjson.dumps, orjson_dumps_sorted, True
+
+
+def _first_loads(data: bytes) -> Any:
+    _choose()
+    return loads(data)
+
+
+def _first_dumps(value: Any) -> bytes:
+    _choose()
+    return dumps(value)
+
+
+def _first_dumps_sorted(value: Any) -> bytes:
+    _choose()
+    return dumps_sorted(value)
+
+
+loads, dumps, dumps_sorted = _first_loads, _first_dumps, _first_dumps_sorted

@@ -8,6 +8,7 @@ inflate them here, never more than the cap plus one byte at a time.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +41,14 @@ async def read_reply(
 
     ``secret`` (the token) is blanked out of error bodies before anything is read from them.
     """
-    body = await read_capped(response, limit)
+    try:
+        body = await read_capped(response, limit)
+    except ResponseValidationError:
+        if response.status < 400:
+            raise
+        # An error page we cannot read (too large, a broken gzip from a proxy) is still
+        # the status it came with: retried or not as that status is.
+        body = b""
     if response.status >= 400:
         raise _error_from_body(response, body, secret)
     if response.status >= 300 or response.status < 200:
@@ -119,26 +127,51 @@ def _error_from_body(
 ) -> APIStatusError:
     """Map a status to its error class, reading the API's JSON error body when there is one.
 
-    A server or proxy may echo the request's token back: it is blanked out of the body
-    before anything (message, details, excerpt) is taken from it.
+    A server or proxy may echo the request's token back, as it is or JSON-escaped: it is
+    blanked out of the body, and again out of every decoded string (message, details,
+    reason, request id), before anything is kept.
     """
-    body = body.replace(secret, b"***")
-    text = body.decode("utf-8", errors="replace")
+    token = secret.decode()
+    for spelling in _spellings(token):
+        body = body.replace(spelling, b"***")
+    text = _scrub(body.decode("utf-8", errors="replace"), token)
     try:
-        payload = _json.loads(body)
+        decoded = _json.loads(body)
     except _json.DECODE_ERRORS:
-        payload = None
+        decoded = payload = None
+    else:
+        payload = _scrub(decoded, token)
+        if payload != decoded:  # spelled some other way in the text: keep the clean form
+            text = json.dumps(payload, ensure_ascii=False)
     fields = payload if isinstance(payload, dict) else {}
-    message = _text(fields.get("message")) or _text(fields.get("error")) or response.reason
+    reason = _scrub(response.reason, token)
+    message = _text(fields.get("message")) or _text(fields.get("error")) or reason
     return status_error_class(response.status)(
         message or f"HTTP {response.status}",
         status=response.status,
         code=_text(fields.get("code")),
         details=fields.get("details"),
-        request_id=request_id(response.headers),
+        request_id=_scrub(request_id(response.headers), token),
         body=text,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
+
+
+def _spellings(token: str) -> set[bytes]:
+    """The token as a body may carry it: raw, JSON-escaped, with ``/`` escaped too."""
+    escaped = json.dumps(token)[1:-1]
+    return {s.encode() for s in (token, escaped, escaped.replace("/", "\\/")) if s}
+
+
+def _scrub(value: Any, token: str) -> Any:
+    """``value`` with the token blanked out of every string in it, at any depth."""
+    if isinstance(value, str):
+        return value.replace(token, "***") if token and token in value else value
+    if isinstance(value, list):
+        return [_scrub(item, token) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key, token): _scrub(item, token) for key, item in value.items()}
+    return value
 
 
 def _text(value: object) -> str | None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any, TypeVar
 
 from yarl import URL
 
@@ -15,6 +15,8 @@ from ._transport import Transport
 from ._watch import Watcher, WatchState
 from .errors import ACPError, WaitTimeoutError
 from .models import AgentRun, AgentRunList, RunEvent, ServerRuns
+
+T = TypeVar("T")
 
 __all__ = ("Runs",)
 
@@ -36,10 +38,10 @@ class Runs:
         query = "" if page_size is None else f"limit={page_size}"
         return self._transport.url("servers", segment, "runtime", "agent", "runs", query=query)
 
-    async def _fetch_page(self, server_id: str, limit: int) -> Any:
-        """The decoded JSON body of one page, for the watch engine (it structures runs itself)."""
-        body, _ = await self._transport.get(self._url(server_id, limit), _identity)
-        return body
+    async def _fetch_page(self, server_id: str, limit: int, parse: Callable[[Any], T]) -> T:
+        """One page through the watch engine's ``parse`` (it structures changed runs only)."""
+        value, _ = await self._transport.get(self._url(server_id, limit), parse)
+        return value
 
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
         return await self._transport.get(url, _parse_page)
@@ -185,10 +187,6 @@ class Runs:
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
             return None
         return page
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _wait_timeout(

@@ -96,8 +96,11 @@ class Transport:
             await self._session.close()
 
     def pool_limit(self) -> int | None:
-        """How many connections the session's pool allows (None: unbounded)."""
-        connector = self.session().connector
+        """How many connections the session's pool allows (None: unbounded). Known without
+        a running loop: ours is sized by the config, a borrowed one by its connector."""
+        if self._session is None:
+            return self.config.max_connections
+        connector = self._session.connector
         return connector.limit if connector is not None and connector.limit else None
 
     def url(self, *segments: str, query: str = "") -> URL:
@@ -109,16 +112,18 @@ class Transport:
     async def get(self, url: URL, parse: Callable[[Any], T]) -> tuple[T, URL | None]:
         """GET ``url`` with retries; ``parse`` turns the decoded JSON into the caller's type.
 
-        Any error, ``parse``'s included, leaves with ``.url`` set: the one place it is set.
+        ``parse`` runs inside the attempt, so a 2xx it refuses counts as an ``invalid``
+        request. Any error, ``parse``'s included, leaves with ``.url`` set: the one place
+        it is set.
         """
         try:
-            reply = await self._send(url)
-            return parse(reply.value), reply.next_url
+            reply = await self._send(url, parse)
+            return reply.value, reply.next_url
         except ACPError as exc:
             exc.url = str(url)
             raise
 
-    async def _send(self, url: URL) -> Reply:
+    async def _send(self, url: URL, parse: Callable[[Any], Any]) -> Reply:
         """The retry loop: attempts until one succeeds, the policy gives up, or time runs out."""
         session = self.session()
         loop = asyncio.get_running_loop()
@@ -130,7 +135,7 @@ class Transport:
                 # A loop: another 429 may push the end further while we sleep.
                 while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
                     await asyncio.sleep(wait)
-                return await self._attempt(session, url, attempt, deadline - loop.time())
+                return await self._attempt(session, url, attempt, deadline - loop.time(), parse)
             except (APIConnectionError, APIStatusError) as exc:
                 time_left = deadline - loop.time()
                 delay = self.retry.delay(exc, attempt, time_left)
@@ -172,14 +177,19 @@ class Transport:
         return remaining
 
     async def _attempt(
-        self, session: aiohttp.ClientSession, url: URL, attempt: int, time_left: float
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        attempt: int,
+        time_left: float,
+        parse: Callable[[Any], Any],
     ) -> Reply:
         """One attempt under one timeout; aiohttp's errors become ours, unchained."""
         timeout = max(0.001, min(self.config.timeout, time_left))
         hop = _Hop(self.observer)
         try:
             async with asyncio.timeout(timeout):
-                return await self._follow(session, url, attempt, hop)
+                return await self._follow(session, url, attempt, hop, parse)
         except TimeoutError as exc:
             if isinstance(exc, ACPError):
                 raise
@@ -200,7 +210,12 @@ class Transport:
         raise failure
 
     async def _follow(
-        self, session: aiohttp.ClientSession, url: URL, attempt: int, hop: _Hop
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        attempt: int,
+        hop: _Hop,
+        parse: Callable[[Any], Any],
     ) -> Reply:
         """The request, and any redirects on our own origin."""
         origin = self.config.base_url
@@ -220,7 +235,7 @@ class Transport:
                 try:
                     redirect = redirect_target(response, origin)
                     if redirect is None:
-                        reply = await self._read(response, hop)
+                        reply = await self._read(response, hop, parse)
                         hop.end()
                         return reply
                 finally:
@@ -237,14 +252,18 @@ class Transport:
             url = redirect
         raise status_error(response, f"more than {_MAX_REDIRECTS} redirects")
 
-    async def _read(self, response: aiohttp.ClientResponse, hop: _Hop) -> Reply:
+    async def _read(
+        self, response: aiohttp.ClientResponse, hop: _Hop, parse: Callable[[Any], Any]
+    ) -> Reply:
+        """The reply with its value parsed; a 2xx whose body fails either step is invalid."""
         try:
-            return await read_reply(
+            reply = await read_reply(
                 response,
                 origin=self.config.base_url,
                 limit=self.config.max_response_bytes,
                 secret=self._secret,
             )
+            return Reply(parse(reply.value), reply.next_url)
         except ResponseValidationError:
             hop.outcome = "invalid"
             raise

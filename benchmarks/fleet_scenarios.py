@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,8 +213,8 @@ async def _inprocess_state_bytes(servers: int, runs: int, output: int) -> float:
     page = _page(runs, output)
     ids = [f"srv_{i:06d}" for i in range(servers)]
 
-    async def fetch(server_id: str, limit: int) -> Any:
-        return page
+    async def fetch(server_id: str, limit: int, parse: Callable[[Any], Any]) -> Any:
+        return parse(page)
 
     gc.collect()
     tracemalloc.start()

@@ -14,6 +14,7 @@ import gc
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 from acp_async._retry import RetryPolicy
@@ -35,9 +36,9 @@ class _FakeRuns:
         ]
         self._polls = dict.fromkeys(server_ids, 0)  # allocated before measuring
 
-    async def list(self, server_id: str, limit: int) -> Any:
+    async def list(self, server_id: str, limit: int, parse: Callable[[Any], Any]) -> Any:
         count = self._polls[server_id] = self._polls[server_id] + 1
-        return self._templates[count % 2]  # decoded JSON: the watch structures what changed
+        return parse(self._templates[count % 2])  # decoded JSON: the watch structures changes
 
 
 async def _watch(servers: int, polls: int, *, trace: bool) -> tuple[float, float]:

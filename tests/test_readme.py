@@ -76,6 +76,8 @@ ELSEWHERE = {
     "for i in 0 1 2 3; do": "tests/test_examples.py runs examples/fleet_worker.py as a worker",
     "make bench": "tests/test_benchmarks_smoke.py runs every benchmark scenario, small",
     "⠋ polling servers": "a picture of the progress bar; test_cli.py draws it on a pty",
+    "$ acp-async runs watch --servers-file servers.txt --json --metrics-port": "tests/"
+    "test_observability.py runs `runs watch --metrics-port 0` and scrapes /metrics",
     "$ export ACP_REDIS_URL": "tests/test_fleet_processes.py runs fleet add, worker and "
     "status as processes against a real redis-server",
 }

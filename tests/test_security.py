@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -27,7 +28,7 @@ from acp_async import (
 )
 from acp_async.testing import FakeACPServer
 
-from .conftest import assert_no_leftovers
+from .conftest import assert_no_leftovers, serve_runs
 
 
 @pytest.mark.parametrize(
@@ -296,3 +297,48 @@ async def test_chunked_body_is_capped_while_streaming(no_backoff: None) -> None:
     finally:
         await runner.cleanup()
     assert sent < 10_000 * 1200
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda token: json.dumps({"message": f"bad token {token}"}).replace("/", "\\/"),
+        lambda token: json.dumps({"message": "no", "details": [{"header": token}]}),
+        lambda token: '{"message": "no", "code": "' + token.replace("+", "\\u002b") + '"}',
+    ],
+)
+async def test_a_token_echoed_json_escaped_is_blanked_everywhere(
+    echo: Callable[[str], str], no_backoff: None
+) -> None:
+    """A token a server echoes in any JSON spelling (`\\/`, `\\u002b`, nested in details)
+    shows nowhere in the error: not in its text, message, code, details or body."""
+    token = "sk-live/AbC+123"
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=401, text=echo(token), content_type="application/json")
+
+    async with serve_runs(handler) as base, ACPClient(token, base_url=base) as client:
+        with pytest.raises(APIStatusError) as info:
+            await client.runs.list("srv-1")
+    error = info.value
+    seen = " ".join(map(str, (error, repr(error), error.message, error.code, error.details)))
+    assert token not in seen
+    assert token not in json.loads((error.body or "{}").replace("\\/", "/")).__repr__()
+
+
+async def test_an_unreadable_error_page_keeps_its_status(no_backoff: None) -> None:
+    """A proxy's 503 page that says gzip but is not: still a 503, retried as one."""
+    calls = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return web.Response(
+                status=503, body=b"<html>busy</html>", headers={"Content-Encoding": "gzip"}
+            )
+        return web.json_response({"data": []})
+
+    async with serve_runs(handler) as base, ACPClient("tok", base_url=base) as client:
+        page = await client.runs.list("srv-1")
+    assert page.data == ()
+    assert len(calls) == 2

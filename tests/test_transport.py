@@ -156,3 +156,46 @@ def test_a_client_belongs_to_one_event_loop(fake_url: str) -> None:
 @pytest.fixture
 def fake_url() -> str:
     return "http://127.0.0.1:9"
+
+
+async def test_a_2xx_of_the_wrong_shape_is_an_invalid_request_with_its_url(
+    no_backoff: None,
+) -> None:
+    """Structuring runs inside the request: a 200 whose runs are malformed counts as
+    "invalid" (not "2xx"), for list() and for the watch, and its error carries `.url`."""
+    from aiohttp import web
+
+    from .conftest import serve_runs
+
+    async def bad_run(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "r1", "status": 7}]})
+
+    recorder = Recorder()
+    async with (
+        serve_runs(bad_run) as base,
+        ACPClient("tok", base_url=base, metrics=recorder) as client,
+    ):
+        with pytest.raises(ResponseValidationError) as info:
+            await client.runs.list("srv-1")
+        assert info.value.url == f"{base}/v1/servers/srv-1/runtime/agent/runs"
+        watch = client.runs.watch(["srv-2"], interval=0.01, limit=5)
+        event = await anext(watch)
+        await watch.aclose()
+    assert event.kind == "error"
+    assert isinstance(event.error, ResponseValidationError)
+    assert event.error.url == f"{base}/v1/servers/srv-2/runtime/agent/runs?limit=5"
+    assert recorder.finished == Counter({"invalid": 2})
+
+
+def test_iterators_can_be_made_outside_a_running_loop() -> None:
+    """list_many() and watch() check their arguments and return, without a running loop
+    or a session, like iter() and pages(); the first iteration does the work."""
+    client = ACPClient("tok", base_url="http://127.0.0.1:9")
+    for stream in (
+        client.runs.list_many(["a"], concurrency=500),
+        client.runs.watch(["a"], concurrency=500),
+        client.runs.iter("a"),
+        client.runs.pages("a"),
+    ):
+        stream.aclose().close()  # never started: nothing to clean up
+    assert client._transport._session is None

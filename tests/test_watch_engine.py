@@ -157,3 +157,14 @@ def test_packed_state_round_trips_and_stays_under_a_redis_size_class() -> None:
         ServerState.unpack(old)
     with pytest.raises(ValueError, match="cut short"):
         ServerState.unpack(blob[: 13 + 50 * 12 + 3])
+
+
+def test_failing_cadence_never_exceeds_32_intervals() -> None:
+    """Jitter cannot push a failing server past the 32x interval cap."""
+    from acp_async._watch._schedule import ERROR_CAP, next_delay
+    from acp_async._watch._state import ServerState
+
+    state = ServerState()
+    delays = [next_delay(state, 1.0, failed=True, busy=False) for _ in range(2000)]
+    assert max(delays) <= ERROR_CAP
+    assert max(delays) > ERROR_CAP * 0.8  # still jittered below the cap

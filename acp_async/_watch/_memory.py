@@ -22,8 +22,8 @@ from .._observe import NO_OBSERVER, Observer
 from .._retry import RetryPolicy
 from ..errors import ACPError, ResponseValidationError
 from ..models import AgentRunList, RunEvent
-from ._diff import Change, diff, summary
-from ._poll import FetchPage, poll
+from ._diff import Change, summary
+from ._poll import FetchPage, Polled, poll
 from ._schedule import next_delay
 from ._state import Seen, ServerState, fingerprint, id_digest
 
@@ -126,7 +126,7 @@ class Watcher:
         queue = [(0.0, order, sid) for order, sid in enumerate(ids)]
         del ids
         order = itertools.count(len(queue))  # breaks ties in the queue: first come, first polled
-        in_flight: dict[asyncio.Future[list[Any] | ACPError], tuple[str, ServerState]] = {}
+        in_flight: dict[asyncio.Future[Polled | ACPError], tuple[str, ServerState]] = {}
         try:
             while queue or in_flight:
                 now = loop.time()
@@ -167,20 +167,16 @@ class Watcher:
         return saved if isinstance(saved, ServerState) else ServerState.unpack(saved)
 
     def _apply(
-        self, sid: str, known: ServerState, outcome: list[Any] | ACPError, late: float
+        self, sid: str, known: ServerState, outcome: Polled | ACPError, late: float
     ) -> tuple[float, Iterator[RunEvent]]:
         """The server's next delay, and the events of its poll (which update the state)."""
-        if not isinstance(outcome, ACPError):
-            try:
-                fresh, changes = diff(outcome, known)
-            except ResponseValidationError as exc:
-                outcome = exc
         self._observer.watch_polled(ok=not isinstance(outcome, ACPError), late=late)
         if isinstance(outcome, ACPError):
             delay = next_delay(known, self._interval, failed=True, busy=False)
             self._state.servers[sid] = known.pack()
             self._observer.watch_event("error")
             return delay, iter((RunEvent("error", sid, error=outcome),))
+        fresh, changes = outcome.fresh, outcome.changes
         delay = next_delay(fresh, self._interval, failed=False, busy=bool(changes) or fresh.busy())
         return delay, self._hand_over(sid, known, fresh, changes)
 

@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+import attrs
 
 from .. import _converter
 from .._retry import RetryPolicy
 from ..errors import ACPError, AuthenticationError, BadRequestError, UnprocessableEntityError
-from ._diff import is_gap
+from ._diff import Change, diff, is_gap
 from ._state import ServerState
 
-__all__ = ("FetchPage", "ends_watch", "poll")
+__all__ = ("FetchPage", "Polled", "ends_watch", "poll")
 
 log = logging.getLogger("acp_async")
 
-FetchPage = Callable[[str, int], Awaitable[Any]]
-"""``fetch_page(server_id, limit)``: the decoded JSON body of one page, or raises ACPError."""
+T = TypeVar("T")
+
+
+class FetchPage(Protocol):
+    """``fetch_page(server_id, limit, parse)``: one page's decoded JSON body through
+    ``parse``, inside the request (so what ``parse`` refuses is an invalid response with
+    the request's ``.url``), or raises ACPError."""
+
+    def __call__(self, server_id: str, limit: int, parse: Callable[[Any], T]) -> Awaitable[T]: ...
+
+
+@attrs.frozen
+class Polled:
+    """A page diffed against what was known: its items, the new state, and the changes."""
+
+    items: list[Any]
+    fresh: ServerState
+    changes: list[Change]
+
 
 GAP_CAP = 16  # gap closing doubles limit up to this many times the watch's limit
 
@@ -33,28 +52,33 @@ def ends_watch(exc: ACPError, policy: RetryPolicy | None) -> bool:
 
 async def poll(
     fetch: FetchPage, sid: str, limit: int, known: ServerState, policy: RetryPolicy | None = None
-) -> list[Any] | ACPError:
-    """The newest runs of ``sid`` as decoded items, or the error of a poll that failed.
+) -> Polled | ACPError:
+    """The newest runs of ``sid`` diffed against ``known``, or the error of a failed poll.
 
     An error that ends the watch (``ends_watch``) is raised. If every run of a full page
     is new, re-polls with doubled ``limit`` (up to ``GAP_CAP`` times) before answering;
     an error while closing the gap (say the host refuses a larger page) reports the last
     page, except a refused token.
     """
+
+    def parse(body: Any) -> Polled:
+        items = _converter.page_items(body)
+        return Polled(items, *diff(items, known))
+
     try:
-        items = _converter.page_items(await fetch(sid, limit))
+        polled = await fetch(sid, limit, parse)
     except ACPError as exc:
         if ends_watch(exc, policy):
             raise
         return exc
     size = limit
-    while size < limit * GAP_CAP and is_gap(items, known, size):
+    while size < limit * GAP_CAP and is_gap(polled.items, known, size):
         size = min(size * 2, limit * GAP_CAP)
         try:
-            items = _converter.page_items(await fetch(sid, size))
+            polled = await fetch(sid, size, parse)
         except AuthenticationError:
             raise
         except ACPError as exc:
             log.info("watch: closing a gap on %s with limit=%d failed: %s", sid, size, exc)
             break
-    return items
+    return polled

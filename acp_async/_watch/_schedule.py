@@ -21,9 +21,11 @@ def next_delay(state: ServerState, interval: float, *, failed: bool, busy: bool)
     """
     if failed:
         state.errors += 1
-        factor = min(2.0**state.errors, ERROR_CAP)
+        factor = min(2.0 ** min(state.errors, 16), ERROR_CAP)  # weeks of errors: no overflow
     else:
         state.errors = 0
         state.quiet_polls = 0 if busy else state.quiet_polls + 1
         factor = min(QUIET_BACKOFF**state.quiet_polls, QUIET_CAP)
-    return jittered(interval * factor)
+        return jittered(interval * factor)
+    # The cap holds after jitter too: a failing server waits at most ERROR_CAP intervals.
+    return min(jittered(interval * factor), interval * ERROR_CAP)

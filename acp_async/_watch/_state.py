@@ -15,7 +15,6 @@ status this version does not know. 50 runs take 663 bytes, so the value Redis ke
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,24 +22,10 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from .. import _json
 from ..models import TERMINAL_STATUSES, RunStatus
 
 __all__ = ("Seen", "ServerState", "fingerprint", "id_digest", "page_digest")
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - exercised when the `speed` extra is absent
-    orjson = None  # type: ignore[assignment]
-
-    def _dumps(value: Any) -> bytes:
-        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-else:
-    _SORTED = orjson.OPT_SORT_KEYS
-
-    def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value, option=_SORTED)
-
 
 _page_hash: Callable[[bytes], bytes] | None = None
 
@@ -88,9 +73,9 @@ def page_digest(items: list[Any]) -> bytes:
     global _page_hash  # noqa: PLW0603 - looked up once, on first use
     if _page_hash is None:
         _page_hash = _xxh3()
-    if orjson is None or _page_hash is _no_hash:
+    if not _json.fast() or _page_hash is _no_hash:
         return b""
-    return _page_hash(orjson.dumps(items))
+    return _page_hash(_json.dumps(items))
 
 
 def _no_hash(data: bytes) -> bytes:
@@ -119,7 +104,7 @@ def fingerprint(item: dict[str, Any]) -> bytes:
     fields = [item.get(key) for key in _FIELD_KEYS]
     for at in _TIME_POSITIONS:
         fields[at] = _moment(fields[at])
-    return hashlib.blake2b(_dumps(fields), digest_size=DIGEST_SIZE).digest()
+    return hashlib.blake2b(_json.dumps_sorted(fields), digest_size=DIGEST_SIZE).digest()
 
 
 def _moment(value: Any) -> Any:

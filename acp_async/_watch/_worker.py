@@ -26,8 +26,7 @@ import attrs
 from .. import _converter, _json
 from .._observe import Observer
 from ..errors import ACPError, APITimeoutError, AuthenticationError
-from ._diff import diff
-from ._poll import FetchPage, poll
+from ._poll import FetchPage, Polled, poll
 from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore
 from ._schedule import next_delay
 
@@ -101,7 +100,7 @@ class Worker:
         self._id = worker_id()
         self._redis_failures = 0
         self._held: list[Claim] = []  # claimed, not yet polling
-        self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a list[Any] | ACPError
+        self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
         self._trips: dict[asyncio.Future[Any], _RoundTrip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
@@ -177,7 +176,7 @@ class Worker:
             wait = max(0.001, min(self._interval, reply.next_due - reply.now))
             self._claim_at = loop_now + wait
 
-    async def _poll(self, claim: Claim) -> list[Any] | ACPError:
+    async def _poll(self, claim: Claim) -> Polled | ACPError:
         """One server's page; errors other than a refused token are the poll's outcome."""
         try:
             async with asyncio.timeout(self._lease):
@@ -189,15 +188,10 @@ class Worker:
         except TimeoutError:
             return APITimeoutError(f"the poll took longer than the lease ({self._lease:g}s)")
 
-    def _settle(self, claim: Claim, outcome: list[Any] | ACPError) -> Commit:
+    def _settle(self, claim: Claim, outcome: Polled | ACPError) -> Commit:
         """A finished poll as a commit: the diff's events and the server's next delay."""
         known = claim.state
         events: list[tuple[str, str, bytes, str]] = []
-        if not isinstance(outcome, ACPError):
-            try:
-                fresh, changes = diff(outcome, known)
-            except ACPError as exc:
-                outcome = exc
         failed = isinstance(outcome, ACPError)
         if isinstance(outcome, ACPError):
             log.warning("fleet: polling %s failed: %s", claim.server_id, outcome)
@@ -206,6 +200,7 @@ class Worker:
             fresh = known
         else:
             self._observer.watch_polled(ok=True, late=claim.late)
+            fresh, changes = outcome.fresh, outcome.changes
             busy = bool(changes) or fresh.busy()
             delay = next_delay(fresh, self._interval, failed=False, busy=busy)
             for change in changes:

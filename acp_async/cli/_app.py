@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, InsecureTransportWarning, __version__
-from . import _demo, _fake, _redis_fleet, _runs
+from . import _demo, _fake, _metrics, _redis_fleet, _runs
 from ._parser import (
     ENVIRONMENT,
     EXIT_CODES,
@@ -126,6 +126,7 @@ def _client(args: argparse.Namespace) -> ACPClient:
             client = ACPClient(
                 base_url=args.base_url,
                 max_connections=max(100, getattr(args, "concurrency", 1)),
+                metrics=_metrics.observer(args),  # None unless --metrics-port
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

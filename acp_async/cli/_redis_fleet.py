@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, AuthenticationError, to_json
+from . import _metrics
 from ._parser import FAILED, OK, Command, UsageError, add_command, count, seconds
 from ._report import clean, warn
 from ._servers import server_ids
@@ -54,6 +55,7 @@ def register(commands: Subcommands) -> None:
     worker.add_argument("--interval", type=seconds, default=30.0, metavar="S", help="busy (30)")
     worker.add_argument("--limit", type=count, default=50, metavar="N", help="runs a poll (50)")
     worker.add_argument("--lease", type=seconds, default=60.0, metavar="S", help="claim (60)")
+    _metrics.add_options(worker)
 
     events = add_command(
         sub,
@@ -148,14 +150,26 @@ async def _one_shot(fleet: RedisFleet, job: Callable[[], Awaitable[None]]) -> in
 
 
 async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
-    fleet = _open(args, interval=args.interval, limit=args.limit, lease=args.lease)
-    async with fleet:
-        try:
-            await fleet.work(client, concurrency=args.concurrency)
-        except AuthenticationError as exc:
-            warn(f"the API refused the token ({exc.status}); stopping: {exc.message}")
-            return FAILED
-    return OK  # pragma: no cover - work() returns only by raising
+    """Poll the fleet's due servers until stopped; with ``--metrics-port``, serve ``/metrics``
+    (the client's requests, the watch engine's polls and events, the fleet's commits)."""
+    fleet = _open(
+        args,
+        interval=args.interval,
+        limit=args.limit,
+        lease=args.lease,
+        metrics=_metrics.observer(args),
+    )
+
+    async def work() -> int:
+        async with fleet:
+            try:
+                await fleet.work(client, concurrency=args.concurrency)
+            except AuthenticationError as exc:
+                warn(f"the API refused the token ({exc.status}); stopping: {exc.message}")
+                return FAILED
+        return OK  # pragma: no cover - work() returns only by raising
+
+    return await _metrics.serve_while(args, work)
 
 
 async def _events(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from .. import ACPClient, ACPError, AuthenticationError, RunEvent, ServerRuns, to_json
+from . import _metrics
 from ._parser import OK, Command, UsageError, add_command, count, seconds
 from ._report import (
     clean,
@@ -67,6 +68,7 @@ def register(commands: Subcommands) -> None:
         "--interval", type=seconds, default=5.0, metavar="S", help="seconds between polls (5)"
     )
     watch.add_argument("--limit", type=count, default=50, metavar="N", help="runs per poll (50)")
+    _metrics.add_options(watch)
 
 
 def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
@@ -232,10 +234,15 @@ def _progress(total: int, label: str) -> Iterator[Callable[[bool], None]]:
 
 
 async def watch_command(args: argparse.Namespace, client: ACPClient) -> int:
-    """Print each created or updated run as it is seen, until stopped (Ctrl-C, SIGTERM)."""
+    """Print each created or updated run as it is seen, until stopped (Ctrl-C, SIGTERM);
+    with ``--metrics-port``, serve ``/metrics`` meanwhile."""
     ids: list[str] = args.ids
     if not ids:
         return OK
+    return await _metrics.serve_while(args, lambda: _watch(args, client, ids))
+
+
+async def _watch(args: argparse.Namespace, client: ACPClient, ids: list[str]) -> int:
     show = None if args.json else _event_printer(ids)
     stream = client.runs.watch(
         ids, interval=args.interval, limit=args.limit, concurrency=args.concurrency
