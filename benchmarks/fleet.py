@@ -20,14 +20,14 @@ FULL = {
     "tp_servers": 300, "tp_seconds": 4.0, "tp_reps": 5,
     "mem_servers": 200,
     "cpu_loops": 300, "cpu_reps": 7,
-    "rec_servers": 40, "rec_lease": 2.0, "rec_interval": 0.5, "rec_reps": 3,
+    "rec_servers": 40, "rec_lease": 2.0, "rec_interval": 0.5, "rec_reps": 3, "rec_slots": 32,
     "scale_servers": 20_000, "scale_workers": 4, "scale_seconds": 20.0,
 }  # fmt: skip
 SMOKE = {
     "tp_servers": 10, "tp_seconds": 0.3, "tp_reps": 1,
     "mem_servers": 3,
     "cpu_loops": 3, "cpu_reps": 1,
-    "rec_servers": 4, "rec_lease": 0.5, "rec_interval": 0.1, "rec_reps": 1,
+    "rec_servers": 4, "rec_lease": 0.5, "rec_interval": 0.1, "rec_reps": 1, "rec_slots": 4,
     "scale_servers": 50, "scale_workers": 2, "scale_seconds": 2.0,
 }  # fmt: skip
 
@@ -46,7 +46,12 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         results["cpu"] = fs.unchanged_cpu(s["cpu_loops"], s["cpu_reps"])
         print("fleet: recovery ...", file=sys.stderr)
         results["recovery"] = fs.recovery(
-            redis.url, s["rec_servers"], s["rec_lease"], s["rec_interval"], s["rec_reps"]
+            redis.url,
+            s["rec_servers"],
+            s["rec_lease"],
+            s["rec_interval"],
+            s["rec_reps"],
+            concurrency=s["rec_slots"],
         )
         print("fleet: scale ...", file=sys.stderr)
         assert redis.process is not None
@@ -85,7 +90,8 @@ def markdown(r: dict[str, Any]) -> str:
          f"{fmt(cpu['unchanged_us'])} us vs {fmt(cpu['structure_us'])} us: {cpu['ratio']:.2f}x",
          "<= 0.3x", verdict(cpu["ratio"] <= 0.3)),
         (f"Recovery after SIGKILL of one of two workers (lease {rec['lease']:g} s, "
-         f"interval {rec['interval']:g} s)",
+         f"interval {rec['interval']:g} s, {rec['concurrency']} polls at once: the survivor "
+         "keeps up with the fleet)",
          f"max {rec['max']:.2f} s ({', '.join(f'{x:.2f}' for x in rec['seconds'])})",
          f"<= {bound:g} s", verdict(rec["max"] <= bound)),
     ]  # fmt: skip
@@ -99,6 +105,25 @@ def markdown(r: dict[str, Any]) -> str:
         "| figure | measured | target | |",
         "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        "## What each figure includes",
+        "",
+        "- Polls/s: one process runs the fake ACP server and the watcher (in-process watch"
+        " or one Redis worker, 16 polls at once), 300 busy servers with 5 runs each, pages"
+        " unchanged; the two alternate, each for the same window, and the ratio is the"
+        " median of the per-pair ratios. That process is CPU-bound, so the ratio is mostly"
+        " the Redis path's CPU per poll (state unpacked and packed, redis-py encoding the"
+        " scripts' arguments and parsing their replies) against the in-process watch's.",
+        "- State bytes: `MEMORY USAGE ... SAMPLES 0` of every per-fleet key but the stream"
+        " (`due`, `claims`, `state`, `failing`, `workers`, `seq`), summed and divided by the"
+        " servers; each server's `state` value is its packed state (13 bytes a run and a"
+        " 13-byte header: 663 bytes for 50 runs) behind its commit's `token:` prefix.",
+        "- Unchanged poll CPU: `diff()` of a freshly decoded 50-run page (5 KB outputs) that"
+        " equals the last one (`page_items`, the page digest: orjson re-encoding of the"
+        " decoded items and xxh3) plus `pack()` of the new state; against"
+        " `structure(page, AgentRunList)` of the same decoded page. Neither side includes"
+        " reading or JSON-decoding the body (about as costly as structuring it), so the"
+        " ratio leaves out the cost both paths share today.",
         "",
         f"## Scale: {sc['servers']:,} servers, {sc['workers']} worker processes, interval 1 s",
         "",

@@ -137,6 +137,28 @@ def test_state_resumes_from_its_own_dict_and_refuses_garbage() -> None:
         WatchState.from_dict({"srv": "AAAA"})
 
 
+def test_packed_state_round_trips_and_stays_under_a_redis_size_class() -> None:
+    """Change numbers past one varint byte, an unknown status, the schedule counters: all
+    come back; 50 runs pack into 663 bytes; a format-0 blob (16-byte records) is refused."""
+    import struct
+
+    from acp_async._watch._state import Seen, ServerState
+
+    runs = {i.to_bytes(5, "big"): Seen(bytes(6), "completed", 1) for i in range(48)}
+    runs[b"big!!"] = Seen(b"fields", "running", 300_000)
+    runs[b"new!!"] = Seen(b"fields", "not-a-status-yet", 2)
+    state = ServerState(runs, polled=True, quiet_polls=4, errors=2, page=b"12345678")
+    blob = state.pack()
+    assert ServerState.unpack(blob) == state
+    known_statuses = ServerState({**runs, b"new!!": Seen(b"fields", None, 2)})
+    assert len(known_statuses.pack()) == 13 + 50 * 12 + 52
+    old = struct.pack(">BBBH8s", 1, 0, 0, 1, bytes(8)) + bytes(16)
+    with pytest.raises(ValueError, match="format"):
+        ServerState.unpack(old)
+    with pytest.raises(ValueError, match="cut short"):
+        ServerState.unpack(blob[: 13 + 50 * 12 + 3])
+
+
 def test_failing_cadence_never_exceeds_32_intervals() -> None:
     """Jitter cannot push a failing server past the 32x interval cap."""
     from acp_async._watch._schedule import ERROR_CAP, next_delay

@@ -1,10 +1,13 @@
 """A fleet worker: the engine over the Redis store.
 
 Claims due servers in batches, polls them (at most ``concurrency`` at once), and
-commits each finished batch with one script that is fenced by the claim tokens.
-A commit and the next claim travel in one round trip. Redis going away is waited
-out with backoff; a commit is retried with the same tokens, so a commit whose reply
-was lost is recognised (``done``) and never appended twice.
+commits finished polls with one script that is fenced by the claim tokens. A commit
+and the next claim travel in one round trip, in the background: up to
+``_MAX_COMMITS`` round trips are in flight while polls go on, so waiting for Redis
+never stalls polling. A server's next poll starts only after its commit's reply came
+back, so one server's commits stay in order. Redis going away is waited out with
+backoff; a commit is retried with the same tokens, so a commit whose reply was lost is
+recognised (``done``) and never appended twice.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import os
 import random
 import socket
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
+
+import attrs
 
 from .. import _converter, _json
 from .._observe import Observer
@@ -28,8 +34,10 @@ __all__ = ("Worker", "event_key")
 
 log = logging.getLogger("acp_async")
 
-_BATCH_WAIT = 0.002  # after a poll finishes, wait this long for others to commit together
+_MAX_COMMITS = 2  # commit-and-claim round trips in flight at once; polls finished
+# meanwhile wait and go together in the next one (fewer round trips under load)
 _MAX_REDIS_BACKOFF = 5.0
+_STOP_WAIT = 2.0  # on SIGTERM, how long in-flight commits may take before they are dropped
 
 
 def event_key(server_id: str, run_id: str, number: int) -> str:
@@ -47,6 +55,22 @@ def _stop_if_cancelled() -> None:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+@attrs.frozen
+class _RoundTrip:
+    """One commit-and-claim in flight: what it writes and how many servers it claims."""
+
+    commits: Sequence[Commit]
+    count: int
+
+
+@attrs.frozen
+class _Reply:
+    results: list[str]
+    now: float  # Redis's clock
+    claimed: list[Claim]
+    next_due: float | None
 
 
 class Worker:
@@ -71,11 +95,15 @@ class Worker:
         self._lease = lease
         self._max_events = max_events
         self._slots = concurrency
+        self._ahead = max(1, concurrency // 4)
         self._observer = observer
         self._id = worker_id()
         self._redis_failures = 0
         self._held: list[Claim] = []  # claimed, not yet polling
-        self._in_flight: dict[asyncio.Future[Polled | ACPError], Claim] = {}
+        self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
+        self._trips: dict[asyncio.Future[Any], _RoundTrip] = {}  # each a _Reply
+        self._committing: set[str] = set()  # servers whose commit is in flight
+        self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
 
     async def run(self) -> None:
         try:
@@ -84,31 +112,69 @@ class Worker:
             await self._stop()
 
     async def _loop(self) -> None:
-        finished: list[tuple[Claim, Polled | ACPError]] = []
+        loop = asyncio.get_running_loop()
+        finished: list[Commit] = []
         while True:
             _stop_if_cancelled()
-            commits = [self._settle(claim, outcome) for claim, outcome in finished]
-            finished = []
-            free = self._slots - len(self._in_flight) - len(self._held)
-            sleep_for = await self._commit_and_claim(commits, free)
-            for claim in self._held:
-                started = asyncio.ensure_future(self._poll(claim))
-                self._in_flight[started] = claim
-            self._held = []
-            if not self._in_flight:
-                await asyncio.sleep(sleep_for)
+            self._start_polls()
+            claiming = sum(trip.count for trip in self._trips.values())
+            # Claim a few servers ahead, so a finished poll's slot is refilled at once.
+            free = self._slots + self._ahead - len(self._in_flight) - len(self._held) - claiming
+            claim_due = free > 0 and loop.time() >= self._claim_at
+            if len(self._trips) < _MAX_COMMITS and (finished or claim_due):
+                self._send(finished, max(0, free))
+                finished = []
                 continue
-            timeout = None if free <= 0 else sleep_for
+            waiting = {*self._in_flight, *self._trips}
+            timeout = None
+            if free > 0 and not self._trips:
+                timeout = max(0.0, self._claim_at - loop.time())
+            if not waiting:
+                await asyncio.sleep(timeout or 0.0)
+                continue
             done, _ = await asyncio.wait(
-                self._in_flight, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
-            if done and len(done) < len(self._in_flight):
-                # Let others that are about to finish join this commit (fewer round trips).
-                more, _ = await asyncio.wait(set(self._in_flight) - done, timeout=_BATCH_WAIT)
-                done |= more
-            for task in done:
-                claim = self._in_flight.pop(task)
-                finished.append((claim, task.result()))
+            for future in done:
+                if future in self._trips:
+                    self._received(self._trips.pop(future), future.result())
+                else:
+                    claim = self._in_flight.pop(future)
+                    finished.append(self._settle(claim, future.result()))
+
+    def _start_polls(self) -> None:
+        """Poll held claims while slots are free, except those whose previous commit has not
+        answered yet."""
+        waiting = []
+        for claim in self._held:
+            if claim.server_id in self._committing or len(self._in_flight) >= self._slots:
+                waiting.append(claim)
+                continue
+            started = asyncio.ensure_future(self._poll(claim))
+            self._in_flight[started] = claim
+        self._held = waiting
+
+    def _send(self, commits: list[Commit], count: int) -> None:
+        """Start a commit-and-claim round trip in the background."""
+        trip = _RoundTrip(commits, count)
+        self._committing.update(commit.claim.server_id for commit in commits)
+        self._trips[asyncio.ensure_future(self._round_trip(trip))] = trip
+
+    def _received(self, trip: _RoundTrip, reply: _Reply) -> None:
+        for commit, result in zip(trip.commits, reply.results, strict=True):
+            self._committing.discard(commit.claim.server_id)
+            self._report(commit, result)
+        self._held.extend(reply.claimed)
+        if trip.count <= 0:
+            return
+        loop_now = asyncio.get_running_loop().time()
+        if reply.claimed:
+            self._claim_at = loop_now
+        elif reply.next_due is None:
+            self._claim_at = loop_now + self._interval
+        else:
+            wait = max(0.001, min(self._interval, reply.next_due - reply.now))
+            self._claim_at = loop_now + wait
 
     async def _poll(self, claim: Claim) -> Polled | ACPError:
         """One server's page; errors other than a refused token are the poll's outcome."""
@@ -144,32 +210,25 @@ class Worker:
                 events.append((key, change.kind, run, previous))
         return Commit(claim, fresh.pack(), delay, failed, events)
 
-    async def _commit_and_claim(self, commits: Sequence[Commit], free: int) -> float:
-        """Write ``commits`` and claim up to ``free`` servers; seconds until one is due."""
+    async def _round_trip(self, trip: _RoundTrip) -> _Reply:
+        """Write the commits and claim up to ``trip.count`` servers, retried until Redis
+        answers (with the same tokens: a retried commit is never appended twice)."""
         while True:
             try:
                 results, now, claimed, next_due = await self._store.commit_and_claim(
-                    self._id, self._max_events, commits, self._lease, free
+                    self._id, self._max_events, trip.commits, self._lease, trip.count
                 )
             except REDIS_UNAVAILABLE as exc:
                 _stop_if_cancelled()
                 self._redis_failures += 1
                 pause = min(_MAX_REDIS_BACKOFF, 0.05 * 2**self._redis_failures)
                 log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
-                for _ in commits:
+                for _ in trip.commits:
                     self._observer.fleet_committed("error")
                 await asyncio.sleep(random.uniform(pause / 2, pause))
                 continue
-            break
-        self._redis_failures = 0
-        for commit, result in zip(commits, results, strict=True):
-            self._report(commit, result)
-        self._held.extend(claimed)
-        if claimed:
-            return 0.0
-        if next_due is None:
-            return self._interval
-        return max(0.001, min(self._interval, next_due - now))
+            self._redis_failures = 0
+            return _Reply(results, now, claimed, next_due)
 
     def _report(self, commit: Commit, result: str) -> None:
         if result == "fenced":
@@ -182,13 +241,25 @@ class Worker:
                 self._observer.watch_event(kind)  # type: ignore[arg-type]
 
     async def _stop(self) -> None:
-        """Drop in-flight polls and hand every claim back, so another worker takes it now."""
+        """Drop in-flight polls, let in-flight commits land (briefly), and hand every
+        claim back, so another worker takes it now."""
         claims = [*self._held, *self._in_flight.values()]
         for task in self._in_flight:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._in_flight.clear()
         self._held = []
+        if self._trips:
+            done, pending = await asyncio.wait(self._trips, timeout=_STOP_WAIT)
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for future, trip in self._trips.items():
+                # A commit that landed dropped its claim: releasing it again is a no-op.
+                claims.extend(commit.claim for commit in trip.commits)
+                if future in done and not future.cancelled() and future.exception() is None:
+                    claims.extend(future.result().claimed)
+            self._trips.clear()
         if not claims:
             return
         try:
