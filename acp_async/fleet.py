@@ -17,7 +17,6 @@ is appended exactly once. Consumers read through consumer groups (at least once)
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
@@ -36,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised when the extra is abs
 
 from . import _converter, _json, _validate
 from ._client import ACPClient
+from ._log import log
 from ._observe import NO_OBSERVER, Observer
 from ._watch._redis import REDIS_UNAVAILABLE, RedisStore
 from ._watch._worker import Worker
@@ -44,7 +44,6 @@ from .models import AgentRun, RunStatus
 
 __all__ = ("FleetEvent", "FleetStatus", "RedisFleet")
 
-log = logging.getLogger("acp_async")
 
 _READ_COUNT = 100
 _MAX_BACKOFF = 5.0

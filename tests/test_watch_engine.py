@@ -168,3 +168,17 @@ def test_failing_cadence_never_exceeds_32_intervals() -> None:
     delays = [next_delay(state, 1.0, failed=True, busy=False) for _ in range(2000)]
     assert max(delays) <= ERROR_CAP
     assert max(delays) > ERROR_CAP * 0.8  # still jittered below the cap
+
+
+def test_fleet_event_keys_tell_a_returning_changed_run_apart() -> None:
+    """A run created again (n = 1) after leaving the page gets a new key if it changed,
+    and the same key if it did not (a retried commit, or the same content seen again)."""
+    from acp_async._watch._state import fingerprint
+    from acp_async._watch._worker import event_key
+
+    before = fingerprint({"id": "r/1", "status": "running"})
+    after = fingerprint({"id": "r/1", "status": "completed"})
+    first = event_key("srv 1", "r/1", 1, before)
+    assert first.startswith("srv%201/r%2F1/1.")
+    assert event_key("srv 1", "r/1", 1, before) == first
+    assert event_key("srv 1", "r/1", 1, after) != first

@@ -22,6 +22,7 @@ class Change:
     run_id: str
     previous: Seen | None
     number: int  # this run's change count so far: 1 when created
+    fingerprint: bytes  # of the run's fields as seen now
 
     @property
     def kind(self) -> Literal["created", "updated"]:
@@ -64,7 +65,7 @@ def diff(items: list[Any], known: ServerState) -> tuple[ServerState, list[Change
         run = _structure(item, index)
         number = 1 if old is None else old.changes + 1
         latest[digest] = Seen(fields, run.status, number)
-        changes.append(Change(run, run_id, old, number))
+        changes.append(Change(run, run_id, old, number, fields))
     return ServerState(latest, polled=True, quiet_polls=known.quiet_polls, page=page), changes
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from .. import _converter
+from .._log import log
 from .._retry import RetryPolicy
 from ..errors import ACPError, AuthenticationError, BadRequestError, UnprocessableEntityError
 from ._diff import Change, diff, is_gap
@@ -16,7 +16,6 @@ from ._state import ServerState
 
 __all__ = ("FetchPage", "Polled", "ends_watch", "poll")
 
-log = logging.getLogger("acp_async")
 
 T = TypeVar("T")
 

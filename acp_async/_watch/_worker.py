@@ -13,7 +13,6 @@ recognised (``done``) and never appended twice.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import socket
@@ -24,6 +23,7 @@ from urllib.parse import quote
 import attrs
 
 from .. import _converter, _json
+from .._log import log
 from .._observe import Observer
 from ..errors import ACPError, APITimeoutError, AuthenticationError
 from ._poll import FetchPage, Polled, poll
@@ -32,7 +32,6 @@ from ._schedule import next_delay
 
 __all__ = ("Worker", "event_key")
 
-log = logging.getLogger("acp_async")
 
 _MAX_COMMITS = 2  # commit-and-claim round trips in flight at once; polls finished
 # meanwhile wait and go together in the next one (fewer round trips under load)
@@ -40,9 +39,13 @@ _MAX_REDIS_BACKOFF = 5.0
 _STOP_WAIT = 2.0  # on SIGTERM, how long in-flight commits may take before they are dropped
 
 
-def event_key(server_id: str, run_id: str, number: int) -> str:
-    """Deterministic: the same change of the same run has the same key, in any worker."""
-    return f"{quote(server_id, safe='')}/{quote(run_id, safe='')}/{number}"
+def event_key(server_id: str, run_id: str, number: int, fingerprint: bytes) -> str:
+    """Deterministic: the same change of the same run has the same key, in any worker.
+
+    The fingerprint is part of it: a run that left the page and came back changed starts
+    again at change 1, and must not share a key with its first "created" (a consumer
+    that dedupes on the key would drop a real change)."""
+    return f"{quote(server_id, safe='')}/{quote(run_id, safe='')}/{number}.{fingerprint.hex()}"
 
 
 def _stop_if_cancelled() -> None:
@@ -205,7 +208,7 @@ class Worker:
             delay = next_delay(fresh, self._interval, failed=False, busy=busy)
             for change in changes:
                 previous = "" if change.previous is None else str(change.previous.status or "")
-                key = event_key(claim.server_id, change.run_id, change.number)
+                key = event_key(claim.server_id, change.run_id, change.number, change.fingerprint)
                 run = _json.dumps(_converter.to_json(change.run))
                 events.append((key, change.kind, run, previous))
         return Commit(claim, fresh.pack(), delay, failed, events)
