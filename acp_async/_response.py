@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,14 +28,23 @@ _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
 
 @attrs.frozen
 class Reply:
-    """A 2xx answer, decoded; ``next_url`` is a same-origin ``Link: rel="next"``, if any."""
+    """A 2xx answer, decoded; ``next_url`` is a same-origin ``Link: rel="next"``, if any.
+
+    ``final``: the value is already the caller's (a ``peek`` answered for the body).
+    """
 
     value: Any
     next_url: URL | None
+    final: bool = False
 
 
 async def read_reply(
-    response: aiohttp.ClientResponse, *, origin: URL, limit: int, secret: bytes
+    response: aiohttp.ClientResponse,
+    *,
+    origin: URL,
+    limit: int,
+    secret: bytes,
+    peek: Callable[[bytes], Any] | None = None,
 ) -> Reply:
     """The decoded 2xx body, or the error the status or the body calls for.
 
@@ -53,6 +62,8 @@ async def read_reply(
         raise _error_from_body(response, body, secret)
     if response.status >= 300 or response.status < 200:
         raise status_error(response, f"unexpected status {response.status}")
+    if peek is not None and (early := peek(body)) is not None:
+        return Reply(early, _next_link(response, origin), final=True)
     try:
         value = _json.loads(body)
     except _json.DECODE_ERRORS as exc:

@@ -38,9 +38,16 @@ class Runs:
         query = "" if page_size is None else f"limit={page_size}"
         return self._transport.url("servers", segment, "runtime", "agent", "runs", query=query)
 
-    async def _fetch_page(self, server_id: str, limit: int, parse: Callable[[Any], T]) -> T:
-        """One page through the watch engine's ``parse`` (it structures changed runs only)."""
-        value, _ = await self._transport.get(self._url(server_id, limit), parse)
+    async def _fetch_page(
+        self,
+        server_id: str,
+        limit: int,
+        parse: Callable[[Any], T],
+        peek: Callable[[bytes], T | None] | None = None,
+    ) -> T:
+        """One page for the watch engine: it peeks at the bytes (an identical page is
+        skipped) and parses the rest (structuring changed runs only)."""
+        value, _ = await self._transport.get(self._url(server_id, limit), parse, peek=peek)
         return value
 
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from ._config import ClientConfig
@@ -109,21 +110,30 @@ class Transport:
         path = "/".join(segments)
         return URL(f"{self.config.base_url}/{path}{'?' if query else ''}{query}", encoded=True)
 
-    async def get(self, url: URL, parse: Callable[[Any], T]) -> tuple[T, URL | None]:
+    async def get(
+        self,
+        url: URL,
+        parse: Callable[[Any], T],
+        *,
+        peek: Callable[[bytes], T | None] | None = None,
+    ) -> tuple[T, URL | None]:
         """GET ``url`` with retries; ``parse`` turns the decoded JSON into the caller's type.
+
+        ``peek`` sees a 2xx body's bytes first: what it returns (not None) is the result,
+        and the body is neither decoded nor parsed (the watch skips a page it has seen).
 
         ``parse`` runs inside the attempt, so a 2xx it refuses counts as an ``invalid``
         request. Any error, ``parse``'s included, leaves with ``.url`` set: the one place
         it is set.
         """
         try:
-            reply = await self._send(url, parse)
+            reply = await self._send(url, _Reading(parse, peek))
             return reply.value, reply.next_url
         except ACPError as exc:
             exc.url = str(url)
             raise
 
-    async def _send(self, url: URL, parse: Callable[[Any], Any]) -> Reply:
+    async def _send(self, url: URL, reading: _Reading) -> Reply:
         """The retry loop: attempts until one succeeds, the policy gives up, or time runs out."""
         session = self.session()
         loop = asyncio.get_running_loop()
@@ -135,7 +145,7 @@ class Transport:
                 # A loop: another 429 may push the end further while we sleep.
                 while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
                     await asyncio.sleep(wait)
-                return await self._attempt(session, url, attempt, deadline - loop.time(), parse)
+                return await self._attempt(session, url, attempt, deadline - loop.time(), reading)
             except (APIConnectionError, APIStatusError) as exc:
                 time_left = deadline - loop.time()
                 delay = self.retry.delay(exc, attempt, time_left)
@@ -182,14 +192,14 @@ class Transport:
         url: URL,
         attempt: int,
         time_left: float,
-        parse: Callable[[Any], Any],
+        reading: _Reading,
     ) -> Reply:
         """One attempt under one timeout; aiohttp's errors become ours, unchained."""
         timeout = max(0.001, min(self.config.timeout, time_left))
         hop = _Hop(self.observer)
         try:
             async with asyncio.timeout(timeout):
-                return await self._follow(session, url, attempt, hop, parse)
+                return await self._follow(session, url, attempt, hop, reading)
         except TimeoutError as exc:
             if isinstance(exc, ACPError):
                 raise
@@ -215,7 +225,7 @@ class Transport:
         url: URL,
         attempt: int,
         hop: _Hop,
-        parse: Callable[[Any], Any],
+        reading: _Reading,
     ) -> Reply:
         """The request, and any redirects on our own origin."""
         origin = self.config.base_url
@@ -235,7 +245,7 @@ class Transport:
                 try:
                     redirect = redirect_target(response, origin)
                     if redirect is None:
-                        reply = await self._read(response, hop, parse)
+                        reply = await self._read(response, hop, reading)
                         hop.end()
                         return reply
                 finally:
@@ -252,9 +262,7 @@ class Transport:
             url = redirect
         raise status_error(response, f"more than {_MAX_REDIRECTS} redirects")
 
-    async def _read(
-        self, response: aiohttp.ClientResponse, hop: _Hop, parse: Callable[[Any], Any]
-    ) -> Reply:
+    async def _read(self, response: aiohttp.ClientResponse, hop: _Hop, reading: _Reading) -> Reply:
         """The reply with its value parsed; a 2xx whose body fails either step is invalid."""
         try:
             reply = await read_reply(
@@ -262,11 +270,21 @@ class Transport:
                 origin=self.config.base_url,
                 limit=self.config.max_response_bytes,
                 secret=self._secret,
+                peek=reading.peek,
             )
-            return Reply(parse(reply.value), reply.next_url)
+            return reply if reply.final else Reply(reading.parse(reply.value), reply.next_url)
         except ResponseValidationError:
             hop.outcome = "invalid"
             raise
+
+
+@attrs.frozen
+class _Reading:
+    """How a 2xx body becomes the caller's value: ``peek`` at its bytes, else ``parse``
+    its decoded JSON."""
+
+    parse: Callable[[Any], Any]
+    peek: Callable[[bytes], Any] | None
 
 
 class _Hop:

@@ -36,7 +36,9 @@ class _FakeRuns:
         ]
         self._polls = dict.fromkeys(server_ids, 0)  # allocated before measuring
 
-    async def list(self, server_id: str, limit: int, parse: Callable[[Any], Any]) -> Any:
+    async def list(
+        self, server_id: str, limit: int, parse: Callable[[Any], Any], peek: Any = None
+    ) -> Any:
         count = self._polls[server_id] = self._polls[server_id] + 1
         return parse(self._templates[count % 2])  # decoded JSON: the watch structures changes
 

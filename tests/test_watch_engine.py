@@ -16,6 +16,7 @@ from acp_async import (
     UnprocessableEntityError,
     WatchState,
     _converter,
+    _json,
 )
 from acp_async.testing import FakeACPServer
 
@@ -53,15 +54,24 @@ async def test_memory_per_server_does_not_grow_with_run_text(no_backoff: None) -
 async def test_unchanged_runs_are_not_structured_again(
     no_backoff: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Only new or changed runs are structured: a quiet poll structures none."""
+    """Only new or changed runs are structured: a quiet poll structures none, and a page
+    byte-identical to the last one (with the `speed` extra) is not even decoded."""
     calls: list[object] = []
+    decoded: list[bytes] = []
     structure = _converter.structure
+    _json.fast()  # the decoder is chosen on first use: choose it now, then wrap it
+    loads = _json.loads
 
     def counting(body: object, cls: type) -> object:
         calls.append(cls)
         return structure(body, cls)
 
+    def counting_loads(body: bytes) -> object:
+        decoded.append(body)
+        return loads(body)
+
     monkeypatch.setattr(_converter, "structure", counting)
+    monkeypatch.setattr(_json, "loads", counting_loads)
     async with FakeACPServer(servers=1, runs_per_server=10, seed=2) as fake:
         sid = fake.server_ids[0]
         async with ACPClient(fake.token, base_url=fake.base_url) as client:
@@ -76,6 +86,7 @@ async def test_unchanged_runs_are_not_structured_again(
                         await asyncio.sleep(0.005)
                 assert not waiting.done()
                 assert len(calls) == 10
+                assert len(decoded) == 1  # only the first page was decoded
                 fake.set_run(sid, fake.runs(sid)[3]["id"], output="changed")
                 async with asyncio.timeout(5):
                     event = await waiting

@@ -9,7 +9,7 @@ import attrs
 from .. import _converter
 from ..errors import ResponseValidationError
 from ..models import AgentRun
-from ._state import Seen, ServerState, fingerprint, id_digest, page_digest
+from ._state import Seen, ServerState, fingerprint, id_digest
 
 __all__ = ("Change", "diff", "is_gap")
 
@@ -39,13 +39,10 @@ def _structure(item: Any, index: int) -> AgentRun:
 def diff(items: list[Any], known: ServerState) -> tuple[ServerState, list[Change]]:
     """The server's new state (its runs oldest first), and the changes, oldest first.
 
-    A page identical to the last one costs one digest; otherwise each run is
-    fingerprinted and only runs whose fingerprint is new are structured (a malformed
-    one raises ResponseValidationError). The schedule counters are left to the caller.
+    Each run is fingerprinted and only runs whose fingerprint is new are structured (a
+    malformed one raises ResponseValidationError). An identical page never gets here: see
+    ``_poll.poll``. The schedule counters are left to the caller.
     """
-    page = page_digest(items)
-    if page and known.polled and page == known.page:
-        return ServerState(known.runs, polled=True, quiet_polls=known.quiet_polls, page=page), []
     latest: dict[bytes, Seen] = {}
     changes = []
     for index in range(len(items) - 1, -1, -1):  # pages are newest first
@@ -66,7 +63,7 @@ def diff(items: list[Any], known: ServerState) -> tuple[ServerState, list[Change
         number = 1 if old is None else old.changes + 1
         latest[digest] = Seen(fields, run.status, number)
         changes.append(Change(run, run_id, old, number, fields))
-    return ServerState(latest, polled=True, quiet_polls=known.quiet_polls, page=page), changes
+    return ServerState(latest, polled=True, quiet_polls=known.quiet_polls), changes
 
 
 def is_gap(items: list[Any], known: ServerState, limit: int) -> bool:

@@ -25,7 +25,7 @@ import attrs
 from .. import _json
 from ..models import TERMINAL_STATUSES, RunStatus
 
-__all__ = ("Seen", "ServerState", "fingerprint", "id_digest", "page_digest")
+__all__ = ("Seen", "ServerState", "body_digest", "fingerprint", "id_digest")
 
 _page_hash: Callable[[bytes], bytes] | None = None
 
@@ -66,16 +66,14 @@ _CODES = {status: code for code, status in enumerate(_STATUSES)}
 _OTHER = 255  # a status this version does not know: its text follows the records
 
 
-def page_digest(items: list[Any]) -> bytes:
-    """A digest of a whole page, to skip the per-run diff of an unchanged one; b"" when
-    the ``speed`` extra (orjson and xxhash) is missing, as then it would cost more than
-    it saves. Only ever compared with itself: a mismatch just means a full diff."""
+def body_digest(body: bytes) -> bytes:
+    """A digest of a page's raw bytes, so an identical page is neither decoded nor
+    structured; b"" without the ``speed`` extra's xxhash (then every page is diffed run
+    by run). Only ever compared with itself: a mismatch just means a full diff."""
     global _page_hash  # noqa: PLW0603 - looked up once, on first use
     if _page_hash is None:
         _page_hash = _xxh3()
-    if not _json.fast() or _page_hash is _no_hash:
-        return b""
-    return _page_hash(_json.dumps(items))
+    return _page_hash(body)
 
 
 def _no_hash(data: bytes) -> bytes:
@@ -142,7 +140,7 @@ class ServerState:
     polled: bool = False
     quiet_polls: int = 0
     errors: int = 0
-    page: bytes = b""  # page_digest of the last page (b"": none)
+    page: bytes = b""  # body_digest of the last page (b"": none)
 
     def pack(self) -> bytes:
         flags = _VERSION << 4 | (_POLLED if self.polled else 0)
