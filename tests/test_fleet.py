@@ -366,3 +366,24 @@ async def test_cli_status_judges_overdue_by_the_given_interval(
         assert proc.returncode == 0
         overdue.append(json.loads(out)["overdue"])
     assert overdue == [0, 1]
+
+
+async def test_a_stopped_worker_hands_back_every_claim(fleet: RedisFleet) -> None:
+    """Cancelled at any moment (polls finished but not yet committed included), work()
+    leaves no claim behind: another worker takes those servers at once, not after a lease."""
+    store = fleet._store
+    assert store is not None
+    async with FakeACPServer(servers=30, runs_per_server=2, seed=4) as fake:
+        await fleet.add(fake.server_ids)
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            for round_ in range(40):
+                task = asyncio.create_task(fleet.work(client, concurrency=8))
+                polled = len(fake.requests)
+                async with asyncio.timeout(10):
+                    while len(fake.requests) < polled + 1 + round_ % 8:
+                        await asyncio.sleep(0.001)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                held = await store.redis.hlen(store.claims)  # type: ignore[misc]
+                assert held == 0, f"round {round_}: {held} claims left"

@@ -103,6 +103,7 @@ class Worker:
         self._id = worker_id()
         self._redis_failures = 0
         self._held: list[Claim] = []  # claimed, not yet polling
+        self._finished: list[Commit] = []  # polled, commit not yet sent
         self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
         self._trips: dict[asyncio.Future[Any], _RoundTrip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
@@ -116,7 +117,6 @@ class Worker:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        finished: list[Commit] = []
         while True:
             _stop_if_cancelled()
             self._start_polls()
@@ -124,9 +124,9 @@ class Worker:
             # Claim a few servers ahead, so a finished poll's slot is refilled at once.
             free = self._slots + self._ahead - len(self._in_flight) - len(self._held) - claiming
             claim_due = free > 0 and loop.time() >= self._claim_at
-            if len(self._trips) < _MAX_COMMITS and (finished or claim_due):
+            if len(self._trips) < _MAX_COMMITS and (self._finished or claim_due):
+                finished, self._finished = self._finished, []
                 self._send(finished, max(0, free))
-                finished = []
                 continue
             waiting = {*self._in_flight, *self._trips}
             timeout = None
@@ -142,8 +142,11 @@ class Worker:
                 if future in self._trips:
                     self._received(self._trips.pop(future), future.result())
                 else:
-                    claim = self._in_flight.pop(future)
-                    finished.append(self._settle(claim, future.result()))
+                    # Settled before it leaves _in_flight: if the poll raised (a refused
+                    # token), _stop still finds its claim and hands it back.
+                    commit = self._settle(self._in_flight[future], future.result())
+                    del self._in_flight[future]
+                    self._finished.append(commit)
 
     def _start_polls(self) -> None:
         """Poll held claims while slots are free, except those whose previous commit has not
@@ -247,6 +250,8 @@ class Worker:
         """Drop in-flight polls, let in-flight commits land (briefly), and hand every
         claim back, so another worker takes it now."""
         claims = [*self._held, *self._in_flight.values()]
+        claims.extend(commit.claim for commit in self._finished)  # polled, not yet sent
+        self._finished = []
         for task in self._in_flight:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
