@@ -28,25 +28,27 @@ _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
 
 @attrs.frozen
 class Reply:
-    """A 2xx answer, decoded; ``next_url`` is a same-origin ``Link: rel="next"``, if any.
-
-    ``final``: the value is already the caller's (a ``peek`` answered for the body).
-    """
+    """A 2xx answer as the caller wants it; ``next_url`` is a same-origin
+    ``Link: rel="next"``, if any."""
 
     value: Any
     next_url: URL | None
-    final: bool = False
+
+
+@attrs.frozen
+class Reading:
+    """How a 2xx body becomes the caller's value: ``peek`` at its bytes first (what it
+    returns, if not None, is the value: the body is not decoded), else ``parse`` its
+    decoded JSON."""
+
+    parse: Callable[[Any], Any]
+    peek: Callable[[bytes], Any] | None = None
 
 
 async def read_reply(
-    response: aiohttp.ClientResponse,
-    *,
-    origin: URL,
-    limit: int,
-    secret: bytes,
-    peek: Callable[[bytes], Any] | None = None,
+    response: aiohttp.ClientResponse, reading: Reading, *, origin: URL, limit: int, secret: bytes
 ) -> Reply:
-    """The decoded 2xx body, or the error the status or the body calls for.
+    """The caller's value from a 2xx body, or the error the status or the body calls for.
 
     ``secret`` (the token) is blanked out of error bodies before anything is read from them.
     """
@@ -62,8 +64,8 @@ async def read_reply(
         raise _error_from_body(response, body, secret)
     if response.status >= 300 or response.status < 200:
         raise status_error(response, f"unexpected status {response.status}")
-    if peek is not None and (early := peek(body)) is not None:
-        return Reply(early, _next_link(response, origin), final=True)
+    if reading.peek is not None and (early := reading.peek(body)) is not None:
+        return Reply(early, _next_link(response, origin))
     try:
         value = _json.loads(body)
     except _json.DECODE_ERRORS as exc:
@@ -71,7 +73,7 @@ async def read_reply(
         raise ResponseValidationError(
             f"response is not valid JSON ({kind}, {len(body)} bytes): {type(exc).__name__}"
         ) from None
-    return Reply(value, _next_link(response, origin))
+    return Reply(reading.parse(value), _next_link(response, origin))
 
 
 def redirect_target(response: aiohttp.ClientResponse, origin: URL) -> URL | None:

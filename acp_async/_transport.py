@@ -14,13 +14,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import aiohttp
-import attrs
 from yarl import URL
 
 from ._config import ClientConfig
 from ._log import log
 from ._observe import Observer, RequestOutcome
-from ._response import Reply, read_reply, redirect_target, request_id, status_error
+from ._response import Reading, Reply, read_reply, redirect_target, request_id, status_error
 from ._retry import CoolDown, RetryPolicy
 from .errors import (
     ACPError,
@@ -127,13 +126,13 @@ class Transport:
         it is set.
         """
         try:
-            reply = await self._send(url, _Reading(parse, peek))
+            reply = await self._send(url, Reading(parse, peek))
             return reply.value, reply.next_url
         except ACPError as exc:
             exc.url = str(url)
             raise
 
-    async def _send(self, url: URL, reading: _Reading) -> Reply:
+    async def _send(self, url: URL, reading: Reading) -> Reply:
         """The retry loop: attempts until one succeeds, the policy gives up, or time runs out."""
         session = self.session()
         loop = asyncio.get_running_loop()
@@ -192,7 +191,7 @@ class Transport:
         url: URL,
         attempt: int,
         time_left: float,
-        reading: _Reading,
+        reading: Reading,
     ) -> Reply:
         """One attempt under one timeout; aiohttp's errors become ours, unchained."""
         timeout = max(0.001, min(self.config.timeout, time_left))
@@ -225,7 +224,7 @@ class Transport:
         url: URL,
         attempt: int,
         hop: _Hop,
-        reading: _Reading,
+        reading: Reading,
     ) -> Reply:
         """The request, and any redirects on our own origin."""
         origin = self.config.base_url
@@ -262,29 +261,19 @@ class Transport:
             url = redirect
         raise status_error(response, f"more than {_MAX_REDIRECTS} redirects")
 
-    async def _read(self, response: aiohttp.ClientResponse, hop: _Hop, reading: _Reading) -> Reply:
-        """The reply with its value parsed; a 2xx whose body fails either step is invalid."""
+    async def _read(self, response: aiohttp.ClientResponse, hop: _Hop, reading: Reading) -> Reply:
+        """The caller's value; a 2xx whose body fails to read, decode or parse is invalid."""
         try:
-            reply = await read_reply(
+            return await read_reply(
                 response,
+                reading,
                 origin=self.config.base_url,
                 limit=self.config.max_response_bytes,
                 secret=self._secret,
-                peek=reading.peek,
             )
-            return reply if reply.final else Reply(reading.parse(reply.value), reply.next_url)
         except ResponseValidationError:
             hop.outcome = "invalid"
             raise
-
-
-@attrs.frozen
-class _Reading:
-    """How a 2xx body becomes the caller's value: ``peek`` at its bytes, else ``parse``
-    its decoded JSON."""
-
-    parse: Callable[[Any], Any]
-    peek: Callable[[bytes], Any] | None
 
 
 class _Hop:
