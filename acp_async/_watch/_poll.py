@@ -67,11 +67,12 @@ async def poll(
     page, except a refused token.
     """
 
-    seen = [b""]  # the digest of the page being read
+    digest = b""  # of the page being read: peek sees its bytes, parse its JSON
 
     def peek(body: bytes) -> Polled | None:
         """An identical page: nothing to decode, structure or diff."""
-        seen[0] = digest = body_digest(body)
+        nonlocal digest
+        digest = body_digest(body)
         if not digest or not known.polled or digest != known.page:
             return None
         return Polled(
@@ -81,7 +82,7 @@ async def poll(
     def parse(body: Any) -> Polled:
         items = _converter.page_items(body)
         fresh, changes = diff(items, known)
-        fresh.page = seen[0]
+        fresh.page = digest
         return Polled(items, fresh, changes)
 
     try:
