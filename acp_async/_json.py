@@ -1,8 +1,8 @@
 """JSON decoding and compact encoding: orjson with the ``speed`` extra, the stdlib otherwise.
 
-orjson is imported on the first call, not at import time, so ``import acp_async`` loads
-no optional package; after that first call each name is orjson's own function (or the
-stdlib's), with no wrapper in between.
+orjson is imported on first use, not at import time, so ``import acp_async`` loads no
+optional package; from then on each name is orjson's own function (or the stdlib's),
+with no wrapper in between.
 """
 
 from __future__ import annotations
@@ -53,19 +53,11 @@ def _choose() -> None:
     loads, dumps, dumps_sorted, _fast = orjson.loads, orjson.dumps, orjson_dumps_sorted, True
 
 
-def _first_loads(data: bytes) -> Any:
-    _choose()
-    return loads(data)
+def __getattr__(name: str) -> Any:
+    """``loads``/``dumps``/``dumps_sorted`` before the first use: choose, then answer.
 
-
-def _first_dumps(value: Any) -> bytes:
-    _choose()
-    return dumps(value)
-
-
-def _first_dumps_sorted(value: Any) -> bytes:
-    _choose()
-    return dumps_sorted(value)
-
-
-loads, dumps, dumps_sorted = _first_loads, _first_dumps, _first_dumps_sorted
+    Afterwards they are plain module globals, so this runs once."""
+    if name in ("loads", "dumps", "dumps_sorted"):
+        _choose()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
