@@ -37,7 +37,7 @@ from . import _converter, _json, _validate
 from ._client import ACPClient
 from ._log import log
 from ._observe import NO_OBSERVER, Observer
-from ._watch._redis import REDIS_UNAVAILABLE, RedisStore
+from ._watch._redis import REDIS_UNAVAILABLE, FleetStatus, RedisStore
 from ._watch._worker import Worker
 from .errors import ResponseValidationError
 from .models import AgentRun, RunStatus
@@ -65,19 +65,6 @@ class FleetEvent:
     server_id: str
     run: AgentRun
     previous_status: RunStatus | str | None = None
-
-
-@attrs.frozen
-class FleetStatus:
-    """How the fleet is doing; ``pending`` is unacknowledged events per consumer group."""
-
-    servers: int
-    workers: int
-    overdue: int
-    oldest_overdue: float
-    failing: int
-    stream_length: int
-    pending: dict[str, int] = attrs.Factory(dict)
 
 
 class RedisFleet:
@@ -284,15 +271,7 @@ class RedisFleet:
         for info in groups:
             name = info["name"]
             pending[name.decode() if isinstance(name, bytes) else str(name)] = int(info["pending"])
-        return FleetStatus(
-            servers=now.servers,
-            workers=now.workers,
-            overdue=now.overdue,
-            oldest_overdue=now.oldest_overdue,
-            failing=now.failing,
-            stream_length=now.stream_length,
-            pending=pending,
-        )
+        return attrs.evolve(now, pending=pending)
 
 
 def _checked(server_ids: Iterable[str]) -> list[str]:

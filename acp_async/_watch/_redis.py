@@ -203,13 +203,18 @@ def _commit_args(worker: str, max_events: int, commits: Sequence[Commit]) -> lis
 
 
 @attrs.frozen
-class Status:
+class FleetStatus:
+    """How the fleet is doing; ``pending`` is unacknowledged events per consumer group.
+
+    Public as ``acp_async.fleet.FleetStatus``; defined here, where it is read."""
+
     servers: int
     workers: int
     overdue: int
     oldest_overdue: float
     failing: int
     stream_length: int
+    pending: dict[str, int] = attrs.Factory(dict)
 
 
 class RedisStore:
@@ -281,11 +286,12 @@ class RedisStore:
     async def server_ids(self) -> set[str]:
         return {sid.decode() async for sid, _ in self.redis.zscan_iter(self.due, count=1000)}
 
-    async def status(self, interval: float, lease: float) -> Status:
+    async def status(self, interval: float, lease: float) -> FleetStatus:
+        """Everything but ``pending`` (the consumer groups' part, read by the fleet)."""
         keys = [self.due, self.workers, self.failing, self.events]
         reply = await self._status(keys=keys, args=[repr(interval), repr(lease)])
         servers, workers, overdue, oldest, failing, length = reply
-        return Status(
+        return FleetStatus(
             int(servers),
             int(workers),
             int(overdue),
