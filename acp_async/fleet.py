@@ -17,7 +17,6 @@ is appended exactly once. Consumers read through consumer groups (at least once)
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -37,7 +36,7 @@ from . import _converter, _json, _validate
 from ._client import ACPClient
 from ._log import log
 from ._observe import NO_OBSERVER, Observer
-from ._watch._redis import REDIS_UNAVAILABLE, FleetStatus, RedisStore
+from ._watch._redis import REDIS_UNAVAILABLE, FleetStatus, RedisStore, redis_backoff
 from ._watch._worker import Worker
 from .errors import ResponseValidationError
 from .models import AgentRun, RunStatus
@@ -46,7 +45,6 @@ __all__ = ("FleetEvent", "FleetStatus", "RedisFleet")
 
 
 _READ_COUNT = 100
-_MAX_BACKOFF = 5.0
 _SCHEMES = ("redis", "rediss", "unix")
 _STATUSES = {status.value: status for status in RunStatus}
 
@@ -219,9 +217,9 @@ class RedisFleet:
                 continue
             except REDIS_UNAVAILABLE as exc:
                 failures += 1
-                pause = min(_MAX_BACKOFF, 0.05 * 2**failures)
+                pause = redis_backoff(failures)
                 log.warning("fleet events: Redis unavailable (%s); retrying in %.2fs", exc, pause)
-                await asyncio.sleep(random.uniform(pause / 2, pause))
+                await asyncio.sleep(pause)
                 continue
             failures = 0
             batch, unusable = _entries(entries)
@@ -276,9 +274,8 @@ class RedisFleet:
 
 def _checked(server_ids: Iterable[str]) -> list[str]:
     """Every id checked before anything is written: one bad id and nothing is."""
-    if isinstance(server_ids, str | bytes):
-        raise TypeError("server_ids must be an iterable of server ids, not a single string")
-    return list(dict.fromkeys(_validate.taken_server_id(sid) for sid in server_ids))
+    ids = _validate.server_id_iterable(server_ids)
+    return list(dict.fromkeys(_validate.taken_server_id(sid) for sid in ids))
 
 
 def _check_url(redis_url: object) -> None:

@@ -387,3 +387,13 @@ async def test_a_stopped_worker_hands_back_every_claim(fleet: RedisFleet) -> Non
                     await task
                 held = await store.redis.hlen(store.claims)  # type: ignore[misc]
                 assert held == 0, f"round {round_}: {held} claims left"
+
+
+def test_redis_backoff_is_bounded_for_an_outage_of_any_length() -> None:
+    """Hours of failed tries still give a pause within 5 s (2**failures once overflowed a
+    float after about 1,100 tries, which would have killed a worker)."""
+    from acp_async._watch._redis import redis_backoff
+
+    assert 0.05 <= redis_backoff(1) <= 0.1
+    for failures in (20, 1_100, 10**6):
+        assert 2.5 <= redis_backoff(failures) <= 5.0

@@ -14,6 +14,7 @@ Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never ma
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,16 @@ __all__ = ("REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore")
 # What a worker or consumer waits out: Redis down, restarting (loading its AOF), or a
 # replica that was a primary before a failover.
 REDIS_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+_MAX_REDIS_BACKOFF = 5.0  # seconds between tries while Redis is away, at most
+
+
+def redis_backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` tries in a row found Redis away: doubling from
+    0.1 s up to 5 s, jittered. The exponent is capped, so an outage of any length (say
+    hours of tries) never overflows a float."""
+    pause = min(_MAX_REDIS_BACKOFF, 0.05 * 2.0 ** min(failures, 16))
+    return random.uniform(pause / 2, pause)
+
 
 _NOW = """
 local t = redis.call('TIME')

@@ -27,7 +27,7 @@ from .._log import log
 from .._observe import Observer
 from ..errors import ACPError, APITimeoutError, AuthenticationError
 from ._poll import FetchPage, Polled, poll
-from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore
+from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore, redis_backoff
 from ._schedule import next_delay
 
 __all__ = ("Worker", "event_key")
@@ -35,7 +35,6 @@ __all__ = ("Worker", "event_key")
 
 _MAX_COMMITS = 2  # commit-and-claim round trips in flight at once; polls finished
 # meanwhile wait and go together in the next one (fewer round trips under load)
-_MAX_REDIS_BACKOFF = 5.0
 _STOP_WAIT = 2.0  # on SIGTERM, how long in-flight commits may take before they are dropped
 
 
@@ -227,11 +226,11 @@ class Worker:
             except REDIS_UNAVAILABLE as exc:
                 _stop_if_cancelled()
                 self._redis_failures += 1
-                pause = min(_MAX_REDIS_BACKOFF, 0.05 * 2**self._redis_failures)
+                pause = redis_backoff(self._redis_failures)
                 log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
                 for _ in trip.commits:
                     self._observer.fleet_committed("error")
-                await asyncio.sleep(random.uniform(pause / 2, pause))
+                await asyncio.sleep(pause)
                 continue
             self._redis_failures = 0
             return _Reply(results, now, claimed, next_due)
