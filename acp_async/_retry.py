@@ -56,7 +56,8 @@ class RetryPolicy:
 
     def backoff(self, retry: int) -> float:
         """Delay before retry number ``retry`` (1-based)."""
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry - 1))
+        # The exponent is capped: a huge max_retries must not overflow a float.
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** min(retry - 1, 32))
         return client_delay(random.uniform(0, ceiling))
 
     def is_transient(self, exc: BaseException) -> bool:

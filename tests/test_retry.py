@@ -124,3 +124,8 @@ def test_cool_down_reports_how_much_it_grew() -> None:
     now[0] += 2.0
     assert pause.extend(5.0) == 2.0  # 102 + 5 = 107 ends 2 s after 105
     assert pause.remaining() == 5.0
+
+
+def test_backoff_of_a_very_late_retry_stays_capped() -> None:
+    """Retry 5,000 (max_retries is the caller's) waits within the cap, with no overflow."""
+    assert 0 <= RetryPolicy(max_retries=10_000).backoff(5_000) <= 8.0
