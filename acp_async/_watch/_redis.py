@@ -45,75 +45,73 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS due claims state seq workers; ARGV worker lease max
-_CLAIM = (
+# One script, one round trip: commit finished polls, then claim due servers.
+# KEYS due claims state events failing workers seq
+# ARGV worker maxlen lease claim-count commit-count, then per commit: its server id and
+# "<token> <delay> <failed 0|1> <event count> <packed state>", then per event: key kind
+# run previous. (Two arguments a commit, not six: redis-py's encoding is per argument.)
+# Returns {now, next due ('' unless nothing was due), commit results..., claims...}, a
+# claim being sid token due saved-state.
+_COMMIT_AND_CLAIM = (
     _NOW
     + """
-redis.call('ZADD', KEYS[5], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 100 * tonumber(ARGV[2]))
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES',
-                      'LIMIT', 0, tonumber(ARGV[3]))
-local out = {string.format('%.6f', now)}
-if #ids == 0 then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  out[2] = first[2] or ''
-  return out
-end
-out[2] = ''
-local until_ = now + tonumber(ARGV[2])
-for i = 1, #ids, 2 do
-  local sid = ids[i]
-  local token = tostring(redis.call('INCR', KEYS[4]))
-  redis.call('ZADD', KEYS[1], until_, sid)
-  redis.call('HSET', KEYS[2], sid, token)
-  local saved = redis.call('HGET', KEYS[3], sid)
-  table.insert(out, sid)
-  table.insert(out, token)
-  table.insert(out, ids[i + 1])
-  table.insert(out, saved or '')
-end
-return out
-"""
-)
-
-# KEYS due claims state events failing workers
-# ARGV worker maxlen count, then per server: sid token delay failed blob events,
-# then per event: key kind run previous
-_COMMIT = (
-    _NOW
-    + """
-redis.call('ZADD', KEYS[6], now, ARGV[1])
-local maxlen = ARGV[2]
-local i = 4
-local out = {}
-for s = 1, tonumber(ARGV[3]) do
-  local sid, token, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local failed, blob, count = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-  i = i + 6
-  if redis.call('HGET', KEYS[2], sid) == token then
+local due, claims, state, events, failing, workers, seq = unpack(KEYS)
+local lease = tonumber(ARGV[3])
+redis.call('ZADD', workers, now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 100 * lease)
+local out = {string.format('%.6f', now), ''}
+local i = 6
+for s = 1, tonumber(ARGV[5]) do
+  local sid, head = ARGV[i], ARGV[i + 1]
+  local _, stop, token, delay, failed, count = string.find(head, '^(%d+) (%S+) ([01]) (%d+) ')
+  local blob = string.sub(head, stop + 1)
+  delay, count = tonumber(delay), tonumber(count)
+  i = i + 2
+  if redis.call('HGET', claims, sid) == token then
     for e = 1, count do
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'key', ARGV[i], 'kind', ARGV[i + 1],
+      redis.call('XADD', events, 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[i], 'kind', ARGV[i + 1],
                  'server', sid, 'run', ARGV[i + 2], 'previous', ARGV[i + 3])
       i = i + 4
     end
-    redis.call('HSET', KEYS[3], sid, token .. ':' .. blob)
-    redis.call('ZADD', KEYS[1], 'XX', now + delay, sid)
-    redis.call('HDEL', KEYS[2], sid)
+    redis.call('HSET', state, sid, token .. ':' .. blob)
+    redis.call('ZADD', due, 'XX', now + delay, sid)
+    redis.call('HDEL', claims, sid)
     if failed == '1' then
-      redis.call('SADD', KEYS[5], sid)
+      redis.call('SADD', failing, sid)
     else
-      redis.call('SREM', KEYS[5], sid)
+      redis.call('SREM', failing, sid)
     end
-    out[s] = 'ok'
+    table.insert(out, 'ok')
   else
     i = i + 4 * count
-    local saved = redis.call('HGET', KEYS[3], sid)
+    local saved = redis.call('HGET', state, sid)
     if saved and string.sub(saved, 1, #token + 1) == token .. ':' then
-      out[s] = 'done'
+      table.insert(out, 'done')
     else
-      out[s] = 'fenced'
+      table.insert(out, 'fenced')
     end
   end
+end
+local wanted = tonumber(ARGV[4])
+if wanted <= 0 then
+  return out
+end
+local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'WITHSCORES', 'LIMIT', 0, wanted)
+if #ids == 0 then
+  local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+  out[2] = first[2] or ''
+  return out
+end
+local until_ = now + lease
+for c = 1, #ids, 2 do
+  local sid = ids[c]
+  local token = tostring(redis.call('INCR', seq))
+  redis.call('ZADD', due, until_, sid)
+  redis.call('HSET', claims, sid, token)
+  table.insert(out, sid)
+  table.insert(out, token)
+  table.insert(out, ids[c + 1])
+  table.insert(out, redis.call('HGET', state, sid) or '')
 end
 return out
 """
@@ -202,12 +200,14 @@ class Commit:
     events: Sequence[tuple[str, str, bytes, str]]  # key, kind, run JSON, previous status
 
 
-def _commit_args(worker: str, max_events: int, commits: Sequence[Commit]) -> list[Any]:
-    args: list[Any] = [worker, max_events, len(commits)]
+def _commit_and_claim_args(
+    worker: str, max_events: int, lease: float, count: int, commits: Sequence[Commit]
+) -> list[Any]:
+    args: list[Any] = [worker, max_events, repr(lease), count, len(commits)]
     for commit in commits:
         claim = commit.claim
-        args += [claim.server_id, claim.token, repr(commit.delay), int(commit.failed)]
-        args += [commit.state, len(commit.events)]
+        head = b"%s %r %d %d " % (claim.token, commit.delay, commit.failed, len(commit.events))
+        args += [claim.server_id, head + commit.state]
         for event in commit.events:
             args.extend(event)
     return args
@@ -237,8 +237,7 @@ class RedisStore:
         self.due, self.claims, self.seq = tag + "due", tag + "claims", tag + "seq"
         self.state, self.failing = tag + "state", tag + "failing"
         self.workers, self.events = tag + "workers", tag + "events"
-        self._claim = client.register_script(_CLAIM)
-        self._commit = client.register_script(_COMMIT)
+        self._commit_and_claim = client.register_script(_COMMIT_AND_CLAIM)
         self._release = client.register_script(_RELEASE)
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
@@ -253,24 +252,16 @@ class RedisStore:
         by an earlier try whose reply was lost) or ``fenced`` (the claim is gone). Then
         Redis's time, the claims, and (when none was due) when the next server is due.
         """
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if commits:
-                keys = [self.due, self.claims, self.state, self.events, self.failing, self.workers]
-                await self._commit(
-                    keys=keys, args=_commit_args(worker, max_events, commits), client=pipe
-                )
-            if count > 0:
-                keys = [self.due, self.claims, self.state, self.seq, self.workers]
-                await self._claim(keys=keys, args=[worker, repr(lease), count], client=pipe)
-            replies = await pipe.execute()
-        results = [r.decode() for r in replies[0]] if commits else []
-        if count <= 0:
-            return results, 0.0, [], None
-        reply = replies[-1]
+        keys = [
+            self.due, self.claims, self.state, self.events, self.failing, self.workers, self.seq
+        ]  # fmt: skip
+        args = _commit_and_claim_args(worker, max_events, lease, count, commits)
+        reply = await self._commit_and_claim(keys=keys, args=args)
+        results = [r.decode() for r in reply[2 : 2 + len(commits)]]
         now = float(reply[0])
         next_due = float(reply[1]) if reply[1] else None
         claims = []
-        for i in range(2, len(reply), 4):
+        for i in range(2 + len(commits), len(reply), 4):
             sid, token, due, saved = reply[i : i + 4]
             blob = saved.partition(b":")[2] if saved else b""
             state = ServerState.unpack(blob) if blob else ServerState()
