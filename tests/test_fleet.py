@@ -167,6 +167,26 @@ async def test_failing_servers_are_counted_not_streamed(fleet: RedisFleet) -> No
     assert (await fleet.status()).stream_length == 2
 
 
+async def test_a_poll_longer_than_the_lease_is_given_up(fleet: RedisFleet) -> None:
+    """A poll that hangs is cancelled when its lease (1 s) ends, freeing its slot: with one
+    slot, the hung server's next poll (and the other server's) come long before the hang's
+    30 s are over."""
+    async with FakeACPServer(servers=2, runs_per_server=2) as fake:
+        hung, other = fake.server_ids
+        fake.fail("latency", delay=30.0, times=1, server_id=hung)
+        await fleet.add([hung, other])
+        async with ACPClient(fake.token, base_url=fake.base_url, timeout=60) as client:
+            task = asyncio.create_task(fleet.work(client, concurrency=1))
+            try:
+                events = await collect(fleet, 4, timeout=8)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert {e.server_id for e in events} == {hung, other}
+    assert [r.server_id for r in fake.requests].count(hung) >= 2
+
+
 async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:
     """After remove, the server is no longer polled (after at most one interval)."""
     async with FakeACPServer(servers=2, runs_per_server=1) as fake:

@@ -16,6 +16,7 @@ import asyncio
 import os
 import random
 import socket
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -104,6 +105,7 @@ class Worker:
         self._held: list[Claim] = []  # claimed, not yet polling
         self._finished: list[Commit] = []  # polled, commit not yet sent
         self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()  # start order
         self._trips: dict[asyncio.Future[Any], _RoundTrip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
@@ -128,9 +130,10 @@ class Worker:
                 self._send(finished, max(0, free))
                 continue
             waiting = {*self._in_flight, *self._trips}
-            timeout = None
+            timeout = self._cancel_overdue(loop.time())
             if free > 0 and not self._trips:
-                timeout = max(0.0, self._claim_at - loop.time())
+                claim_in = max(0.0, self._claim_at - loop.time())
+                timeout = claim_in if timeout is None else min(timeout, claim_in)
             if not waiting:
                 await asyncio.sleep(timeout or 0.0)
                 continue
@@ -143,7 +146,7 @@ class Worker:
                 else:
                     # Settled before it leaves _in_flight: if the poll raised (a refused
                     # token), _stop still finds its claim and hands it back.
-                    commit = self._settle(self._in_flight[future], future.result())
+                    commit = self._settle(self._in_flight[future], self._outcome(future))
                     del self._in_flight[future]
                     self._finished.append(commit)
 
@@ -151,12 +154,14 @@ class Worker:
         """Poll held claims while slots are free, except those whose previous commit has not
         answered yet."""
         waiting = []
+        now = asyncio.get_running_loop().time()
         for claim in self._held:
             if claim.server_id in self._committing or len(self._in_flight) >= self._slots:
                 waiting.append(claim)
                 continue
             started = asyncio.ensure_future(self._poll(claim))
             self._in_flight[started] = claim
+            self._deadlines.append((now + self._lease, started))
         self._held = waiting
 
     def _send(self, commits: list[Commit], count: int) -> None:
@@ -184,14 +189,31 @@ class Worker:
     async def _poll(self, claim: Claim) -> Polled | ACPError:
         """One server's page; errors other than a refused token are the poll's outcome."""
         try:
-            async with asyncio.timeout(self._lease):
-                return await poll(self._fetch, claim.server_id, self._limit, claim.state)
+            return await poll(self._fetch, claim.server_id, self._limit, claim.state)
         except AuthenticationError:
             raise
         except ACPError as exc:  # a 400/422 too: the fleet keeps the server, failing
             return exc
-        except TimeoutError:
+
+    def _cancel_overdue(self, now: float) -> float | None:
+        """Cancel polls that took their whole lease (their claim is gone by then); the
+        seconds until the next one would be. One check for all polls, not a timer each:
+        polls start in order and share the lease, so their deadlines are in order too."""
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, task = deadlines[0]
+            if not task.done() and deadline > now:
+                return deadline - now
+            deadlines.popleft()
+            task.cancel()  # a no-op when it is done
+        return None
+
+    def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
+        """A finished poll's result; one cancelled here took longer than its lease."""
+        if task.cancelled():
             return APITimeoutError(f"the poll took longer than the lease ({self._lease:g}s)")
+        result: Polled | ACPError = task.result()
+        return result
 
     def _settle(self, claim: Claim, outcome: Polled | ACPError) -> Commit:
         """A finished poll as a commit: the diff's events and the server's next delay."""
@@ -255,6 +277,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._in_flight.clear()
+        self._deadlines.clear()
         self._held = []
         if self._trips:
             done, pending = await asyncio.wait(self._trips, timeout=_STOP_WAIT)
