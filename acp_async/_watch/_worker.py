@@ -98,7 +98,7 @@ class Worker:
         self._lease = lease
         self._max_events = max_events
         self._slots = concurrency
-        self._ahead = max(1, concurrency // 4)
+        self._ahead = concurrency  # claimed ahead of the slots: see _loop
         self._observer = observer
         self._id = worker_id()
         self._redis_failures = 0
@@ -122,7 +122,9 @@ class Worker:
             _stop_if_cancelled()
             self._start_polls()
             claiming = sum(trip.count for trip in self._trips.values())
-            # Claim a few servers ahead, so a finished poll's slot is refilled at once.
+            # Claim up to a slot-full ahead, so a finished poll's slot is refilled at
+            # once, never waiting for a claim's round trip (with a quarter, slots sat idle
+            # and polls/s was 6% lower), and each round trip claims a batch.
             free = self._slots + self._ahead - len(self._in_flight) - len(self._held) - claiming
             claim_due = free > 0 and loop.time() >= self._claim_at
             if len(self._trips) < _MAX_COMMITS and (self._finished or claim_due):
