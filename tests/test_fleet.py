@@ -101,7 +101,7 @@ async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: 
         store: RedisStore = fleet._store  # type: ignore[assignment]
         _, _, [zombie], _ = await store.commit_and_claim("w1", 100, [], 0.05, 10)
         await asyncio.sleep(0.1)  # the lease ends
-        _, _, [fresh], _ = await store.commit_and_claim("w2", 100, [], 0.05, 10)
+        _, _, [fresh], _ = await store.commit_and_claim("w2", 100, [], 30.0, 10)
         event = ("srv/run/1", "created", b'{"id":"run"}', "")
         late = Commit(zombie, ServerState().pack(), 1.0, False, [event])
         on_time = Commit(fresh, ServerState().pack(), 1.0, False, [event])
@@ -113,6 +113,29 @@ async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: 
         results, *_ = await store.commit_and_claim("w2", 100, [on_time], 1.0, 0)
         assert results == ["done"]
         assert (await fleet.status()).stream_length == 1
+
+
+async def test_a_commit_after_its_lease_is_fenced(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """A worker paused past its lease cannot commit, even if nobody took the server over:
+    its poll is lost (the server is due, so the next poll sees the change), not late."""
+    from acp_async._watch._redis import Commit, RedisStore
+    from acp_async._watch._state import ServerState
+
+    async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
+        await fleet.add(["srv"])
+        store: RedisStore = fleet._store  # type: ignore[assignment]
+        _, _, [claim], _ = await store.commit_and_claim("w1", 100, [], 0.05, 10)
+        await asyncio.sleep(0.1)  # the lease ends; no other worker claims meanwhile
+        event = ("srv/run/1", "created", b'{"id":"run"}', "")
+        results, *_ = await store.commit_and_claim(
+            "w1", 100, [Commit(claim, ServerState().pack(), 1.0, False, [event])], 1.0, 0
+        )
+        assert results == ["fenced"]
+        assert (await fleet.status()).stream_length == 0
+        _, _, [again], _ = await store.commit_and_claim("w2", 100, [], 30.0, 10)
+        assert again.server_id == "srv"  # due at once: the lost poll is done again
 
 
 async def test_unacked_events_go_to_another_consumer(fleet: RedisFleet) -> None:

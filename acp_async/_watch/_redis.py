@@ -67,7 +67,12 @@ for s = 1, tonumber(ARGV[5]) do
   local blob = string.sub(head, stop + 1)
   delay, count = tonumber(delay), tonumber(count)
   i = i + 2
-  if redis.call('HGET', claims, sid) == token then
+  -- Still ours: the claim's token, and its lease (the due time it set) not over yet.
+  local held = redis.call('HGET', claims, sid) == token
+  if held and tonumber(redis.call('ZSCORE', due, sid)) < now then
+    held = false  -- a zombie's commit, even when nobody has taken the server over yet
+  end
+  if held then
     for e = 1, count do
       redis.call('XADD', events, 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[i], 'kind', ARGV[i + 1],
                  'server', sid, 'run', ARGV[i + 2], 'previous', ARGV[i + 3])
