@@ -120,11 +120,14 @@ def markdown(r: dict[str, Any]) -> str:
         " (`due`, `claims`, `state`, `failing`, `workers`, `seq`), summed and divided by the"
         " servers; each server's `state` value is its packed state (13 bytes a run and a"
         " 13-byte header: 663 bytes for 50 runs) behind its commit's `token:` prefix.",
-        "- Unchanged poll CPU: what the watch does for a 50-run page (5 KB outputs) whose"
-        " bytes equal the last page's: xxh3 of the body's raw bytes, found equal, and the"
-        " state packed again (no JSON decoding, no structuring, no per-run fingerprints);"
-        " against `structure(page, AgentRunList)` of the same page already decoded, and"
-        " against decoding and structuring it (what a poll without the watch's memory costs).",
+        "- Unchanged poll CPU: the engine's whole work, as either store does it, for a"
+        " 50-run page (5 KB outputs) whose bytes equal the last page's: the server's state"
+        " unpacked from its bytes (the header only: the runs stay packed), `poll` given"
+        " the body (xxh3 of its raw bytes, found equal: no JSON decoding, no structuring,"
+        " no per-run fingerprints), the next delay, and the state packed again (the runs'"
+        " bytes copied); against `structure(page, AgentRunList)` of the same page already"
+        " decoded, and against decoding and structuring it (what a poll without the"
+        " watch's memory costs).",
         "",
         f"## Scale: {sc['servers']:,} servers, {sc['workers']} worker processes, interval 1 s",
         "",

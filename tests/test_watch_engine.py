@@ -166,8 +166,36 @@ def test_packed_state_round_trips_and_stays_under_a_redis_size_class() -> None:
     old = struct.pack(">BBBH8s", 1, 0, 0, 1, bytes(8)) + bytes(16)
     with pytest.raises(ValueError, match="format"):
         ServerState.unpack(old)
-    with pytest.raises(ValueError, match="cut short"):
+    with pytest.raises(ValueError, match="truncated"):  # not even a byte a change number
         ServerState.unpack(blob[: 13 + 50 * 12 + 3])
+    cut = ServerState.unpack(blob[: 13 + 50 * 12 + 50])  # runs are read when first used
+    with pytest.raises(ValueError, match="cut short"):
+        _ = cut.runs
+
+
+async def test_an_unchanged_page_leaves_the_packed_runs_unread() -> None:
+    """The steady state: a page identical to the last one reads none of the state's runs
+    and packs them again by copying; the runs are still there when read."""
+    from acp_async._watch._diff import diff
+    from acp_async._watch._poll import poll
+    from acp_async._watch._state import ServerState, body_digest
+
+    page = {"data": [{"id": f"r{i}", "status": "running"} for i in range(50)]}
+    body = _json.dumps(page)
+    first = diff(_converter.page_items(page), ServerState())[0]
+    first.page = body_digest(body)
+    saved = first.pack()
+
+    async def fetch(sid: str, limit: int, parse: object, peek: object) -> object:
+        return peek(body)  # type: ignore[operator]
+
+    polled = await poll(fetch, "srv", 50, ServerState.unpack(saved))
+    fresh = polled.fresh
+    assert polled.changes == []
+    assert fresh.busy()  # known from the header alone
+    assert fresh._runs is None  # never read
+    assert fresh.pack() == saved
+    assert fresh.runs == first.runs
 
 
 def test_failing_cadence_never_exceeds_32_intervals() -> None:

@@ -75,9 +75,7 @@ async def poll(
         digest = body_digest(body)
         if not digest or not known.polled or digest != known.page:
             return None
-        return Polled(
-            [], ServerState(known.runs, polled=True, quiet_polls=known.quiet_polls, page=digest), []
-        )
+        return Polled([], known.unchanged(), [])
 
     def parse(body: Any) -> Polled:
         items = _converter.page_items(body)

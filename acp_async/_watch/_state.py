@@ -5,7 +5,8 @@ its change number; per server: whether it was ever polled, and its schedule coun
 The same bytes live in the in-process ``WatchState`` and in Redis, so memory per server
 does not grow with the size of runs' ``input``/``output``.
 
-Format 1 (the version is the high nibble of the first byte): a 13-byte header, then
+Format 1 (the first byte: the version in its high nibble, flags "polled" and "busy"
+in its low one): a 13-byte header, then
 12 bytes a run (5-byte id digest, 6-byte fingerprint, status code), then each run's
 change number as a LEB128 varint (one byte below 128 changes), then the text of any
 status this version does not know. 50 runs take 663 bytes, so the value Redis keeps
@@ -60,6 +61,7 @@ _TIME_POSITIONS = (_FIELD_KEYS.index("createdAt"), _FIELD_KEYS.index("completedA
 _HEADER = struct.Struct(">BBBH8s")  # version+flags, quiet polls, errors, run count, page
 _RECORD = struct.Struct(f">{ID_DIGEST_SIZE}s{DIGEST_SIZE}sB")  # id, fields, status
 _POLLED = 1
+_BUSY = 2  # a run is not terminal: the cadence is known without reading the runs
 _VERSION = 1  # the high nibble of the first byte; format 0 (16-byte records) is refused
 _STATUSES: tuple[RunStatus | None, ...] = (None, *RunStatus)
 _CODES = {status: code for code, status in enumerate(_STATUSES)}
@@ -132,23 +134,69 @@ class Seen(NamedTuple):
         return self.status in TERMINAL_STATUSES
 
 
-@attrs.define
+@attrs.define(eq=False)
 class ServerState:
-    """One server: its runs by id digest (oldest first) and its schedule counters."""
+    """One server: its runs by id digest (oldest first) and its schedule counters.
 
-    runs: dict[bytes, Seen] = attrs.Factory(dict)
+    A state unpacked from bytes keeps its runs packed until they are read: a poll whose
+    page is the last one's, byte for byte, never reads them and packs them again by
+    copying, so a watch's steady state costs a digest of the page, not 50 records."""
+
+    _runs: dict[bytes, Seen] | None = attrs.Factory(dict)  # None: still in _packed
     polled: bool = False
     quiet_polls: int = 0
     errors: int = 0
     page: bytes = b""  # body_digest of the last page (b"": none)
+    _packed: bytes = attrs.field(default=b"", init=False, repr=False)  # runs, as packed
+    _count: int = attrs.field(default=0, init=False, repr=False)
+    _packed_busy: bool = attrs.field(default=False, init=False, repr=False)
+
+    @property
+    def runs(self) -> dict[bytes, Seen]:
+        """Read from the packed bytes on first use (a ValueError if they are malformed)."""
+        if self._runs is None:
+            self._runs = _read_runs(self._packed, self._count)
+            self._packed = b""
+        return self._runs
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerState):
+            return NotImplemented
+        return self.pack() == other.pack()  # read or still packed, the same runs
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def unchanged(self) -> ServerState:
+        """The state after a poll whose page is the last one's: the same runs, unread."""
+        state = ServerState(
+            self._runs,
+            polled=self.polled,
+            quiet_polls=self.quiet_polls,
+            errors=self.errors,
+            page=self.page,
+        )
+        state._keep(self._packed, self._count, self._packed_busy)
+        return state
+
+    def _keep(self, packed: bytes, count: int, busy: bool) -> None:
+        self._packed, self._count, self._packed_busy = packed, count, busy
+
+    def busy(self) -> bool:
+        """A run not yet terminal: the server is polled at the busy cadence."""
+        if self._runs is None:
+            return self._packed_busy
+        return any(not seen.is_terminal for seen in self._runs.values())
 
     def pack(self) -> bytes:
-        flags = _VERSION << 4 | (_POLLED if self.polled else 0)
+        flags = _VERSION << 4 | (_POLLED if self.polled else 0) | (_BUSY if self.busy() else 0)
         quiet, errors = min(self.quiet_polls, 255), min(self.errors, 255)
-        parts = [_HEADER.pack(flags, quiet, errors, len(self.runs), self.page)]
+        if self._runs is None:
+            header = _HEADER.pack(flags, quiet, errors, self._count, self.page)
+            return header + self._packed
+        parts = [_HEADER.pack(flags, quiet, errors, len(self._runs), self.page)]
         numbers = bytearray()
         others = []
-        for digest, seen in self.runs.items():
+        for digest, seen in self._runs.items():
             code = _CODES.get(seen.status, _OTHER)  # type: ignore[arg-type]
             if code == _OTHER:
                 text = str(seen.status).encode()[:255]
@@ -159,41 +207,46 @@ class ServerState:
 
     @classmethod
     def unpack(cls, blob: bytes) -> ServerState:
-        """Raises ValueError when ``blob`` is not a packed state (of this format)."""
+        """The header now, the runs when first read. Raises ValueError when ``blob`` is
+        not a packed state of this format (``runs`` raises it for a malformed run)."""
         try:
             flags, quiet, errors, count, page = _HEADER.unpack_from(blob)
-            end = _HEADER.size + count * _RECORD.size
-            records = list(_RECORD.iter_unpack(blob[_HEADER.size : end]))
         except struct.error as exc:
             raise ValueError(f"not a packed watch state: {exc}") from None
         if flags >> 4 != _VERSION:
             raise ValueError(f"not a packed watch state of format {_VERSION}: {flags >> 4}")
-        if len(records) != count:
+        if len(blob) < _HEADER.size + count * (_RECORD.size + 1):  # a change number each
             raise ValueError("not a packed watch state: truncated")
-        small = blob[end : end + count]
-        if len(small) == count and (not small or max(small) < 0x80):
-            numbers: list[int] = list(small)  # the usual case: every run changed < 128 times
-            offset = end + count
-        else:
-            numbers, offset = [], end
-            for _ in records:
-                number, offset = _get_varint(blob, offset)
-                numbers.append(number)
-        if offset == len(blob) and (not records or max(r[2] for r in records) < len(_STATUSES)):
-            runs = {  # fast path: only statuses this version knows
-                digest: Seen(fields, _STATUSES[code], changes)
-                for (digest, fields, code), changes in zip(records, numbers, strict=True)
-            }
-        else:
-            runs = _with_other_statuses(records, numbers, blob, offset)
-        if page == bytes(8):
-            page = b""
-        polled = bool(flags & _POLLED)
-        return cls(runs, polled=polled, quiet_polls=quiet, errors=errors, page=page)
+        state = cls(
+            None,
+            polled=bool(flags & _POLLED),
+            quiet_polls=quiet,
+            errors=errors,
+            page=b"" if page == bytes(8) else page,
+        )
+        state._keep(blob[_HEADER.size :], count, bool(flags & _BUSY))
+        return state
 
-    def busy(self) -> bool:
-        """A run not yet terminal: the server is polled at the busy cadence."""
-        return any(not seen.is_terminal for seen in self.runs.values())
+
+def _read_runs(packed: bytes, count: int) -> dict[bytes, Seen]:
+    """The runs part of a packed state: records, change numbers, unknown statuses' text."""
+    end = count * _RECORD.size
+    records = list(_RECORD.iter_unpack(packed[:end]))
+    small = packed[end : end + count]
+    if len(small) == count and (not small or max(small) < 0x80):
+        numbers: list[int] = list(small)  # the usual case: every run changed < 128 times
+        offset = end + count
+    else:
+        numbers, offset = [], end
+        for _ in records:
+            number, offset = _get_varint(packed, offset)
+            numbers.append(number)
+    if offset == len(packed) and (not records or max(r[2] for r in records) < len(_STATUSES)):
+        return {  # fast path: only statuses this version knows
+            digest: Seen(fields, _STATUSES[code], changes)
+            for (digest, fields, code), changes in zip(records, numbers, strict=True)
+        }
+    return _with_other_statuses(records, numbers, packed, offset)
 
 
 def _with_other_statuses(
