@@ -78,7 +78,7 @@ def markdown(r: dict[str, Any]) -> str:
          f"{fmt(tp['redis_polls_per_s'])} vs {fmt(tp['inprocess_polls_per_s'])}: "
          f"ratio {tp['ratio']:.2f} (overhead {100 * (1 - tp['ratio']):.0f}%)",
          "overhead <= 15%", verdict(tp["ratio"] >= 0.85)),
-        ("Redis round trips per poll (claims and commits batched, one pipeline)",
+        ("Redis round trips per poll (commits and claims batched, one script a trip)",
          f"{tp['round_trips_per_poll']:.3f} ({tp['redis_commands_per_poll']:.2f} commands)",
          "<= 2", verdict(tp["round_trips_per_poll"] <= 2)),
         ("State bytes per server in Redis, limit=50, 5 KB outputs (stream aside)",
@@ -113,9 +113,11 @@ def markdown(r: dict[str, Any]) -> str:
         "- Polls/s: one process runs the fake ACP server and the watcher (in-process watch"
         " or one Redis worker, 16 polls at once), 300 busy servers with 5 runs each, pages"
         " unchanged; the two alternate, each for the same window, and the ratio is the"
-        " median of the per-pair ratios. That process is CPU-bound, so the ratio is mostly"
-        " the Redis path's CPU per poll (state unpacked and packed, redis-py encoding the"
-        " scripts' arguments and parsing their replies) against the in-process watch's.",
+        " median of the per-pair ratios. That process is CPU-bound: the gap is the Redis"
+        " path's CPU per poll (redis-py encoding a script's arguments and reading its"
+        " reply, a round trip per 16 polls) and any moment a slot waits for a claim."
+        " Round trips are counted at the store; commands are redis-server's own count"
+        " (`INFO stats`), the commands the scripts run included.",
         "- State bytes: `MEMORY USAGE ... SAMPLES 0` of every per-fleet key but the stream"
         " (`due`, `claims`, `state`, `failing`, `workers`, `seq`), summed and divided by the"
         " servers; each server's `state` value is its packed state (13 bytes a run and a"
