@@ -257,10 +257,11 @@ class RedisFleet:
         return int(await store.redis.xack(store.events, group, event.id))
 
     async def status(self) -> FleetStatus:
-        """How the fleet is doing. ``overdue`` and ``workers`` are judged by this fleet's
-        ``interval`` and ``lease`` (Redis does not hold the workers'): give the same."""
+        """How the fleet is doing. ``workers`` counts each worker for two of its own
+        leases after it last claimed or committed; ``overdue`` is judged by this fleet's
+        ``interval`` (Redis does not hold the workers'): give the same."""
         store = self._opened()
-        now = await store.status(self._interval, self._lease)
+        now = await store.status(self._interval)
         pending: dict[str, int] = {}
         try:
             groups = await store.redis.xinfo_groups(store.events)

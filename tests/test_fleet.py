@@ -115,6 +115,24 @@ async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: 
         assert (await fleet.status()).stream_length == 1
 
 
+async def test_status_counts_workers_by_their_own_lease(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """A worker counts for two of its own leases, whatever lease the reader was given."""
+    from acp_async._watch._redis import RedisStore
+
+    async with (
+        RedisFleet(redis_server.url, name=fleet_name, lease=30.0) as working_fleet,
+        RedisFleet(redis_server.url, name=fleet_name, lease=0.05) as reader,
+    ):
+        store: RedisStore = working_fleet._store  # type: ignore[assignment]
+        await store.commit_and_claim("long-lease", 100, [], 30.0, 1)
+        await store.commit_and_claim("short-lease", 100, [], 0.05, 1)
+        await asyncio.sleep(0.2)  # two short leases are over, two long ones are not
+        assert (await reader.status()).workers == 1
+        assert (await working_fleet.status()).workers == 1
+
+
 async def test_a_commit_after_its_lease_is_fenced(
     redis_server: RedisServer, fleet_name: str
 ) -> None:

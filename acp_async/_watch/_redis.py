@@ -8,7 +8,8 @@ Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never ma
     acp:{name}:seq      string      the fencing counter
     acp:{name}:state    hash        server id -> "<token of its last commit>:<packed state>"
     acp:{name}:failing  set         servers whose last poll failed
-    acp:{name}:workers  sorted set  worker id -> when it last claimed or committed
+    acp:{name}:workers  sorted set  worker id -> until when it counts as a worker (two of its
+                                    leases after it last claimed or committed)
     acp:{name}:events   stream      key, kind, server, run (JSON), previous (status)
 """
 
@@ -57,8 +58,8 @@ _COMMIT_AND_CLAIM = (
     + """
 local due, claims, state, events, failing, workers, seq = unpack(KEYS)
 local lease = tonumber(ARGV[3])
-redis.call('ZADD', workers, now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 100 * lease)
+redis.call('ZADD', workers, now + 2 * lease, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 100 * lease)  -- long gone
 local out = {string.format('%.6f', now), ''}
 local i = 6
 for s = 1, tonumber(ARGV[5]) do
@@ -162,7 +163,7 @@ end
 return removed
 """
 
-# KEYS due workers failing events; ARGV interval lease
+# KEYS due workers failing events; ARGV interval
 _STATUS = (
     _NOW
     + """
@@ -174,7 +175,7 @@ if first[2] and tonumber(first[2]) < overdue_before then
 end
 return {
   redis.call('ZCARD', KEYS[1]),
-  redis.call('ZCOUNT', KEYS[2], now - 2 * tonumber(ARGV[2]), '+inf'),
+  redis.call('ZCOUNT', KEYS[2], now, '+inf'),
   redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. string.format('%.6f', overdue_before)),
   oldest,
   redis.call('SCARD', KEYS[3]),
@@ -293,10 +294,10 @@ class RedisStore:
     async def server_ids(self) -> set[str]:
         return {sid.decode() async for sid, _ in self.redis.zscan_iter(self.due, count=1000)}
 
-    async def status(self, interval: float, lease: float) -> FleetStatus:
+    async def status(self, interval: float) -> FleetStatus:
         """Everything but ``pending`` (the consumer groups' part, read by the fleet)."""
         keys = [self.due, self.workers, self.failing, self.events]
-        reply = await self._status(keys=keys, args=[repr(interval), repr(lease)])
+        reply = await self._status(keys=keys, args=[repr(interval)])
         servers, workers, overdue, oldest, failing, length = reply
         return FleetStatus(
             int(servers),
