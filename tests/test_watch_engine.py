@@ -173,6 +173,34 @@ def test_packed_state_round_trips_and_stays_under_a_redis_size_class() -> None:
         _ = cut.runs
 
 
+def test_a_format_1_state_is_read_whole_and_stays_busy() -> None:
+    """Format 1 had no "busy" flag: its runs are read at once, so a busy server keeps the
+    busy cadence, and it is written back as format 2, flag set."""
+    from acp_async._watch._state import Seen, ServerState
+
+    runs = {i.to_bytes(5, "big"): Seen(bytes(6), "running", 1) for i in range(3)}
+    now = ServerState(runs, polled=True).pack()
+    assert now[0] == 0x23  # format 2, polled, busy
+    old = bytes([0x11]) + now[1:]  # format 1, polled: the same bytes but for the flag
+    state = ServerState.unpack(old)
+    assert state.busy()
+    assert state.unchanged().pack() == now
+
+
+def test_from_dict_checks_a_saved_state_whole() -> None:
+    """A saved state cut inside its change numbers is refused by from_dict, not later."""
+    import base64
+
+    from acp_async import ResponseValidationError
+    from acp_async._watch._state import Seen, ServerState
+
+    runs = {i.to_bytes(5, "big"): Seen(bytes(6), "completed", 300) for i in range(3)}
+    blob = ServerState(runs, polled=True).pack()  # 13 + 36 bytes, then 2 bytes a number
+    cut = base64.b64encode(blob[: 13 + 36 + 4]).decode()
+    with pytest.raises(ResponseValidationError, match="cut short"):
+        WatchState.from_dict({"srv": cut})
+
+
 async def test_an_unchanged_page_leaves_the_packed_runs_unread() -> None:
     """The steady state: a page identical to the last one reads none of the state's runs
     and packs them again by copying; the runs are still there when read."""

@@ -5,7 +5,7 @@ its change number; per server: whether it was ever polled, and its schedule coun
 The same bytes live in the in-process ``WatchState`` and in Redis, so memory per server
 does not grow with the size of runs' ``input``/``output``.
 
-Format 1 (the first byte: the version in its high nibble, flags "polled" and "busy"
+Format 2 (the first byte: the version in its high nibble, flags "polled" and "busy"
 in its low one): a 13-byte header, then
 12 bytes a run (5-byte id digest, 6-byte fingerprint, status code), then each run's
 change number as a LEB128 varint (one byte below 128 changes), then the text of any
@@ -62,7 +62,8 @@ _HEADER = struct.Struct(">BBBH8s")  # version+flags, quiet polls, errors, run co
 _RECORD = struct.Struct(f">{ID_DIGEST_SIZE}s{DIGEST_SIZE}sB")  # id, fields, status
 _POLLED = 1
 _BUSY = 2  # a run is not terminal: the cadence is known without reading the runs
-_VERSION = 1  # the high nibble of the first byte; format 0 (16-byte records) is refused
+_VERSION = 2  # the high nibble of the first byte. Format 1 (no "busy" flag) is read whole
+_NO_BUSY_FLAG = 1  # at once, so busy() comes from its runs; format 0 (16-byte records) is refused
 _STATUSES: tuple[RunStatus | None, ...] = (None, *RunStatus)
 _CODES = {status: code for code, status in enumerate(_STATUSES)}
 _OTHER = 255  # a status this version does not know: its text follows the records
@@ -213,8 +214,9 @@ class ServerState:
             flags, quiet, errors, count, page = _HEADER.unpack_from(blob)
         except struct.error as exc:
             raise ValueError(f"not a packed watch state: {exc}") from None
-        if flags >> 4 != _VERSION:
-            raise ValueError(f"not a packed watch state of format {_VERSION}: {flags >> 4}")
+        version = flags >> 4
+        if version not in (_VERSION, _NO_BUSY_FLAG):
+            raise ValueError(f"not a packed watch state of format {_VERSION}: {version}")
         if len(blob) < _HEADER.size + count * (_RECORD.size + 1):  # a change number each
             raise ValueError("not a packed watch state: truncated")
         state = cls(
@@ -225,6 +227,8 @@ class ServerState:
             page=b"" if page == bytes(8) else page,
         )
         state._keep(blob[_HEADER.size :], count, bool(flags & _BUSY))
+        if version == _NO_BUSY_FLAG:
+            state.runs  # noqa: B018 - read now: only its runs say whether it is busy
         return state
 
 
