@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from acp_async import ACPClient, AuthenticationError
+from acp_async._observe import Observer
 from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
@@ -156,6 +157,29 @@ async def test_a_commit_after_its_lease_is_fenced(
         assert again.server_id == "srv"  # due at once: the lost poll is done again
 
 
+async def test_a_commit_for_a_server_no_longer_due_is_fenced(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """A claimed server whose due entry vanished (evicted, removed by hand) is fenced, and
+    the rest of the batch is written: the script does not fail halfway."""
+    from acp_async._watch._redis import Commit, RedisStore
+    from acp_async._watch._state import ServerState
+
+    async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
+        await fleet.add(["kept", "gone"])
+        store: RedisStore = fleet._store  # type: ignore[assignment]
+        _, _, claims, _ = await store.commit_and_claim("w1", 100, [], 30.0, 10)
+        await store.redis.zrem(store.due, "gone")
+        event = ("kept/run/1", "created", b'{"id":"run"}', "")
+        commits = [
+            Commit(claim, ServerState().pack(), 1.0, False, [event] if i == 0 else [])
+            for i, claim in enumerate(sorted(claims, key=lambda c: c.server_id != "kept"))
+        ]
+        results, *_ = await store.commit_and_claim("w1", 100, commits, 30.0, 0)
+        assert results == ["ok", "fenced"]
+        assert (await fleet.status()).stream_length == 1
+
+
 async def test_unacked_events_go_to_another_consumer(fleet: RedisFleet) -> None:
     """Events a consumer took but never acked are claimed by another after claim_idle."""
     async with FakeACPServer(servers=1, runs_per_server=3) as fake:
@@ -226,6 +250,45 @@ async def test_a_poll_longer_than_the_lease_is_given_up(fleet: RedisFleet) -> No
                     await task
     assert {e.server_id for e in events} == {hung, other}
     assert [r.server_id for r in fake.requests].count(hung) >= 2
+
+
+class _Timeline(Observer):
+    """Each HTTP request's (start, end) on the loop clock."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+
+    def request_finished(self, outcome: object, seconds: float) -> None:
+        end = asyncio.get_running_loop().time()
+        self.spans.append((end - seconds, end))
+
+
+async def test_no_poll_outlives_its_claim(redis_server: RedisServer, fleet_name: str) -> None:
+    """A claim held ahead waits for a slot; its poll ends when the claim's lease does (1 s
+    after the claim), not a whole lease after the poll started: with one slot and 0.8 s
+    answers, the second server's first poll (started at ~0.8 s) is cut at ~1 s, not 1.6 s."""
+    timeline = _Timeline()
+    async with (
+        FakeACPServer(servers=2, runs_per_server=1) as fake,
+        RedisFleet(redis_server.url, name=fleet_name, interval=5.0, lease=1.0) as fleet,
+    ):
+        fake.fail("latency", delay=0.8, times=100)
+        await fleet.add(fake.server_ids)
+        async with ACPClient(fake.token, base_url=fake.base_url, timeout=30, metrics=timeline) as c:
+            started = asyncio.get_running_loop().time()
+            task = asyncio.create_task(fleet.work(c, concurrency=1))
+            try:
+                async with asyncio.timeout(10):
+                    while len(timeline.spans) < 2:
+                        await asyncio.sleep(0.02)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    first, second = sorted(timeline.spans)[:2]
+    assert first[1] - first[0] >= 0.75  # the first server's poll took its 0.8 s
+    assert second[0] >= first[1] - 0.05  # one slot: the second waited for it
+    assert second[1] <= started + 1.35  # and ended with its claim's lease
 
 
 async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:

@@ -15,6 +15,7 @@ Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never ma
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -70,8 +71,9 @@ for s = 1, tonumber(ARGV[5]) do
   i = i + 2
   -- Still ours: the claim's token, and its lease (the due time it set) not over yet.
   local held = redis.call('HGET', claims, sid) == token
-  if held and tonumber(redis.call('ZSCORE', due, sid)) < now then
-    held = false  -- a zombie's commit, even when nobody has taken the server over yet
+  if held then
+    local lease_ends = tonumber(redis.call('ZSCORE', due, sid))  -- nil: no longer due at all
+    held = lease_ends ~= nil and lease_ends >= now  -- else a zombie, taken over or not
   end
   if held then
     for e = 1, count do
@@ -193,6 +195,7 @@ class Claim:
     token: bytes
     late: float  # how long after it was due it was claimed, on Redis's clock
     state: ServerState
+    expires: float  # when the lease ends, on this process's loop clock (a little late)
 
 
 @attrs.frozen
@@ -266,12 +269,14 @@ class RedisStore:
         results = [r.decode() for r in reply[2 : 2 + len(commits)]]
         now = float(reply[0])
         next_due = float(reply[1]) if reply[1] else None
+        expires = asyncio.get_running_loop().time() + lease  # the lease began before now
         claims = []
         for i in range(2 + len(commits), len(reply), 4):
             sid, token, due, saved = reply[i : i + 4]
             blob = saved.partition(b":")[2] if saved else b""
             state = ServerState.unpack(blob) if blob else ServerState()
-            claims.append(Claim(sid.decode(), token, max(0.0, now - float(due)), state))
+            late = max(0.0, now - float(due))
+            claims.append(Claim(sid.decode(), token, late, state, expires))
         return results, now, claims, next_due
 
     async def release(self, claims: Sequence[Claim]) -> int:

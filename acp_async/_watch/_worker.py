@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import socket
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -105,7 +104,6 @@ class Worker:
         self._held: list[Claim] = []  # claimed, not yet polling
         self._finished: list[Commit] = []  # polled, commit not yet sent
         self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
-        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()  # start order
         self._trips: dict[asyncio.Future[Any], _RoundTrip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
@@ -158,12 +156,15 @@ class Worker:
         waiting = []
         now = asyncio.get_running_loop().time()
         for claim in self._held:
+            if claim.expires <= now:
+                # Its lease ended while it waited: the server is due again, for any worker.
+                log.info("fleet: the claim on %s expired before a slot freed", claim.server_id)
+                continue
             if claim.server_id in self._committing or len(self._in_flight) >= self._slots:
                 waiting.append(claim)
                 continue
             started = asyncio.ensure_future(self._poll(claim))
             self._in_flight[started] = claim
-            self._deadlines.append((now + self._lease, started))
         self._held = waiting
 
     def _send(self, commits: list[Commit], count: int) -> None:
@@ -198,22 +199,24 @@ class Worker:
             return exc
 
     def _cancel_overdue(self, now: float) -> float | None:
-        """Cancel polls that took their whole lease (their claim is gone by then); the
-        seconds until the next one would be. One check for all polls, not a timer each:
-        polls start in order and share the lease, so their deadlines are in order too."""
-        deadlines = self._deadlines
-        while deadlines:
-            deadline, task = deadlines[0]
-            if not task.done() and deadline > now:
-                return deadline - now
-            deadlines.popleft()
-            task.cancel()  # a no-op when it is done
-        return None
+        """Cancel polls whose claim's lease has ended (their commit would be refused);
+        the seconds until the next lease ends. One check of at most ``concurrency`` polls
+        each time the loop wakes, not a timer each; a poll that ignored its cancellation
+        is cancelled again."""
+        soonest = None
+        for task, claim in self._in_flight.items():
+            if task.done():
+                continue
+            if claim.expires <= now:
+                task.cancel()
+            elif soonest is None or claim.expires < soonest:
+                soonest = claim.expires
+        return None if soonest is None else soonest - now
 
     def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
-        """A finished poll's result; one cancelled here took longer than its lease."""
+        """A finished poll's result; one cancelled here outlived its claim's lease."""
         if task.cancelled():
-            return APITimeoutError(f"the poll took longer than the lease ({self._lease:g}s)")
+            return APITimeoutError(f"the poll outlived its claim's lease ({self._lease:g}s)")
         result: Polled | ACPError = task.result()
         return result
 
@@ -279,7 +282,6 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._in_flight.clear()
-        self._deadlines.clear()
         self._held = []
         if self._trips:
             done, pending = await asyncio.wait(self._trips, timeout=_STOP_WAIT)
