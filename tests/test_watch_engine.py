@@ -173,15 +173,15 @@ def test_packed_state_round_trips_and_stays_under_a_redis_size_class() -> None:
         _ = cut.runs
 
 
-def test_a_format_1_state_is_read_whole_and_stays_busy() -> None:
-    """Format 1 had no "busy" flag: its runs are read at once, so a busy server keeps the
-    busy cadence, and it is written back as format 2, flag set."""
+def test_a_state_packed_before_the_busy_flag_is_read_whole_and_stays_busy() -> None:
+    """A state packed before the "busy" flag existed: its runs are read at once, so a busy
+    server keeps the busy cadence, and it is written back with the flag."""
     from acp_async._watch._state import Seen, ServerState
 
     runs = {i.to_bytes(5, "big"): Seen(bytes(6), "running", 1) for i in range(3)}
     now = ServerState(runs, polled=True).pack()
-    assert now[0] == 0x23  # format 2, polled, busy
-    old = bytes([0x11]) + now[1:]  # format 1, polled: the same bytes but for the flag
+    assert now[0] == 0x17  # format 1: polled, busy, "busy" is set
+    old = bytes([0x11]) + now[1:]  # format 1, polled: the same bytes but for the flags
     state = ServerState.unpack(old)
     assert state.busy()
     assert state.unchanged().pack() == now

@@ -5,8 +5,9 @@ its change number; per server: whether it was ever polled, and its schedule coun
 The same bytes live in the in-process ``WatchState`` and in Redis, so memory per server
 does not grow with the size of runs' ``input``/``output``.
 
-Format 2 (the first byte: the version in its high nibble, flags "polled" and "busy"
-in its low one): a 13-byte header, then
+Format 1 (the first byte: the version in its high nibble, flags in its low one:
+"polled", "busy" and "busy is set": a state packed before that flag existed is read
+whole, and a reader older than the flag ignores it): a 13-byte header, then
 12 bytes a run (5-byte id digest, 6-byte fingerprint, status code), then each run's
 change number as a LEB128 varint (one byte below 128 changes), then the text of any
 status this version does not know. 50 runs take 663 bytes, so the value Redis keeps
@@ -61,9 +62,9 @@ _TIME_POSITIONS = (_FIELD_KEYS.index("createdAt"), _FIELD_KEYS.index("completedA
 _HEADER = struct.Struct(">BBBH8s")  # version+flags, quiet polls, errors, run count, page
 _RECORD = struct.Struct(f">{ID_DIGEST_SIZE}s{DIGEST_SIZE}sB")  # id, fields, status
 _POLLED = 1
-_BUSY = 2  # a run is not terminal: the cadence is known without reading the runs
-_VERSION = 2  # the high nibble of the first byte. Format 1 (no "busy" flag) is read whole
-_NO_BUSY_FLAG = 1  # at once, so busy() comes from its runs; format 0 (16-byte records) is refused
+_BUSY = 2  # a run is not terminal: the cadence is known without reading the runs ...
+_BUSY_KNOWN = 4  # ... when this flag says _BUSY was written (else the runs are read)
+_VERSION = 1  # the high nibble of the first byte; format 0 (16-byte records) is refused
 _STATUSES: tuple[RunStatus | None, ...] = (None, *RunStatus)
 _CODES = {status: code for code, status in enumerate(_STATUSES)}
 _OTHER = 255  # a status this version does not know: its text follows the records
@@ -189,7 +190,8 @@ class ServerState:
         return any(not seen.is_terminal for seen in self._runs.values())
 
     def pack(self) -> bytes:
-        flags = _VERSION << 4 | (_POLLED if self.polled else 0) | (_BUSY if self.busy() else 0)
+        flags = _VERSION << 4 | _BUSY_KNOWN | (_BUSY if self.busy() else 0)
+        flags |= _POLLED if self.polled else 0
         quiet, errors = min(self.quiet_polls, 255), min(self.errors, 255)
         if self._runs is None:
             header = _HEADER.pack(flags, quiet, errors, self._count, self.page)
@@ -215,7 +217,7 @@ class ServerState:
         except struct.error as exc:
             raise ValueError(f"not a packed watch state: {exc}") from None
         version = flags >> 4
-        if version not in (_VERSION, _NO_BUSY_FLAG):
+        if version != _VERSION:
             raise ValueError(f"not a packed watch state of format {_VERSION}: {version}")
         if len(blob) < _HEADER.size + count * (_RECORD.size + 1):  # a change number each
             raise ValueError("not a packed watch state: truncated")
@@ -227,7 +229,7 @@ class ServerState:
             page=b"" if page == bytes(8) else page,
         )
         state._keep(blob[_HEADER.size :], count, bool(flags & _BUSY))
-        if version == _NO_BUSY_FLAG:
+        if not flags & _BUSY_KNOWN:
             state.runs  # noqa: B018 - read now: only its runs say whether it is busy
         return state
 
