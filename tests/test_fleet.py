@@ -291,6 +291,51 @@ async def test_no_poll_outlives_its_claim(redis_server: RedisServer, fleet_name:
     assert second[1] <= started + 1.35  # and ended with its claim's lease
 
 
+async def test_a_hung_server_counts_as_failing_and_starves_no_other(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """A server whose polls hang is cut before its lease ends, so the timeout commits: it
+    counts as failing (and backs off), and the other server, claimed with it and sorted
+    after it, still gets the one slot again and again."""
+    async with (
+        FakeACPServer(servers=2, runs_per_server=1) as fake,
+        RedisFleet(redis_server.url, name=fleet_name, interval=0.1, lease=0.5) as fleet,
+    ):
+        hung, other = sorted(fake.server_ids)  # equal due times: Redis hands out `hung` first
+        fake.fail("latency", delay=30.0, times=1000, server_id=hung)
+        await fleet.add(fake.server_ids)
+        async with ACPClient(fake.token, base_url=fake.base_url, timeout=60) as client:
+            task = asyncio.create_task(fleet.work(client, concurrency=1))
+            try:
+                async with asyncio.timeout(8):
+                    while (await fleet.status()).failing != 1 or sum(
+                        r.server_id == other for r in fake.requests
+                    ) < 3:
+                        await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> None:
+    """A server whose saved state cannot be read (a newer format, a foreign write) does not
+    stop the worker: its runs are reported again, under the keys they had."""
+    from acp_async._watch._redis import RedisStore
+
+    async with FakeACPServer(servers=1, runs_per_server=2) as fake:
+        [sid] = fake.server_ids
+        await fleet.add([sid])
+        async with working(fleet, fake) as task:
+            first = await collect(fleet, 2)
+            store: RedisStore = fleet._store  # type: ignore[assignment]
+            await store.redis.hset(store.state, sid, b"1:" + bytes([0x31]) + bytes(12))
+            again = await collect(fleet, 2)
+            assert not task.done()
+    assert sorted(e.key for e in again) == sorted(e.key for e in first)
+    assert {e.kind for e in again} == {"created"}
+
+
 async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:
     """After remove, the server is no longer polled (after at most one interval)."""
     async with FakeACPServer(servers=2, runs_per_server=1) as fake:

@@ -24,7 +24,8 @@ import attrs
 import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, TimeoutError
 
-from ._state import ServerState
+from .._log import log
+from ._state import ServerState, UnreadableState
 
 __all__ = ("REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore")
 
@@ -195,7 +196,7 @@ class Claim:
     token: bytes
     late: float  # how long after it was due it was claimed, on Redis's clock
     state: ServerState
-    expires: float  # when the lease ends, on this process's loop clock (a little late)
+    expires: float  # when the lease ends, on this process's loop clock (a little early)
 
 
 @attrs.frozen
@@ -220,6 +221,23 @@ def _commit_and_claim_args(
         for event in commit.events:
             args.extend(event)
     return args
+
+
+def _saved_state(server_id: str, saved: bytes) -> ServerState:
+    """A claimed server's state; one that cannot be read (written by something else, or
+    a newer format) starts afresh, logged: its runs are reported again as "created",
+    under the same keys as before when they did not change (consumers dedupe on them),
+    where failing would stop every worker that claims it."""
+    blob = saved.partition(b":")[2] if saved else b""
+    if not blob:
+        return ServerState()
+    try:
+        return ServerState.unpack(blob)
+    except UnreadableState as exc:
+        log.warning(
+            "fleet: the saved state of %s cannot be read (%s); starting afresh", server_id, exc
+        )
+        return ServerState()
 
 
 @attrs.frozen
@@ -265,18 +283,18 @@ class RedisStore:
             self.due, self.claims, self.state, self.events, self.failing, self.workers, self.seq
         ]  # fmt: skip
         args = _commit_and_claim_args(worker, max_events, lease, count, commits)
+        # The leases begin on Redis after this moment: counted from here, they end early.
+        expires = asyncio.get_running_loop().time() + lease
         reply = await self._commit_and_claim(keys=keys, args=args)
         results = [r.decode() for r in reply[2 : 2 + len(commits)]]
         now = float(reply[0])
         next_due = float(reply[1]) if reply[1] else None
-        expires = asyncio.get_running_loop().time() + lease  # the lease began before now
         claims = []
         for i in range(2 + len(commits), len(reply), 4):
             sid, token, due, saved = reply[i : i + 4]
-            blob = saved.partition(b":")[2] if saved else b""
-            state = ServerState.unpack(blob) if blob else ServerState()
+            server_id = sid.decode()
             late = max(0.0, now - float(due))
-            claims.append(Claim(sid.decode(), token, late, state, expires))
+            claims.append(Claim(server_id, token, late, _saved_state(server_id, saved), expires))
         return results, now, claims, next_due
 
     async def release(self, claims: Sequence[Claim]) -> int:

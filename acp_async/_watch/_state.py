@@ -27,7 +27,7 @@ import attrs
 from .. import _json
 from ..models import TERMINAL_STATUSES, RunStatus
 
-__all__ = ("Seen", "ServerState", "body_digest", "fingerprint", "id_digest")
+__all__ = ("Seen", "ServerState", "UnreadableState", "body_digest", "fingerprint", "id_digest")
 
 _page_hash: Callable[[bytes], bytes] | None = None
 
@@ -121,6 +121,10 @@ def _moment(value: Any) -> Any:
     return moment.timestamp()
 
 
+class UnreadableState(ValueError):
+    """Bytes that are not a packed state of this format (or whose runs are cut short)."""
+
+
 class Seen(NamedTuple):
     """One run as remembered: fingerprint, status and how many changes were reported.
 
@@ -155,7 +159,7 @@ class ServerState:
 
     @property
     def runs(self) -> dict[bytes, Seen]:
-        """Read from the packed bytes on first use (a ValueError if they are malformed)."""
+        """Read from the packed bytes on first use (UnreadableState if they are malformed)."""
         if self._runs is None:
             self._runs = _read_runs(self._packed, self._count)
             self._packed = b""
@@ -210,17 +214,17 @@ class ServerState:
 
     @classmethod
     def unpack(cls, blob: bytes) -> ServerState:
-        """The header now, the runs when first read. Raises ValueError when ``blob`` is
-        not a packed state of this format (``runs`` raises it for a malformed run)."""
+        """The header now, the runs when first read. Raises UnreadableState when ``blob``
+        is not a packed state of this format (``runs`` raises it for a malformed run)."""
         try:
             flags, quiet, errors, count, page = _HEADER.unpack_from(blob)
         except struct.error as exc:
-            raise ValueError(f"not a packed watch state: {exc}") from None
+            raise UnreadableState(f"not a packed watch state: {exc}") from None
         version = flags >> 4
         if version != _VERSION:
-            raise ValueError(f"not a packed watch state of format {_VERSION}: {version}")
+            raise UnreadableState(f"not a packed watch state of format {_VERSION}: {version}")
         if len(blob) < _HEADER.size + count * (_RECORD.size + 1):  # a change number each
-            raise ValueError("not a packed watch state: truncated")
+            raise UnreadableState("not a packed watch state: truncated")
         state = cls(
             None,
             polled=bool(flags & _POLLED),
@@ -269,7 +273,7 @@ def _with_other_statuses(
         elif code < len(_STATUSES):
             status = _STATUSES[code]
         else:
-            raise ValueError(f"not a packed watch state: status code {code}")
+            raise UnreadableState(f"not a packed watch state: status code {code}")
         runs[digest] = Seen(fields, status, changes)
     return runs
 
@@ -286,7 +290,7 @@ def _get_varint(blob: bytes, offset: int) -> tuple[int, int]:
     number = shift = 0
     while True:
         if offset >= len(blob) or shift > 63:
-            raise ValueError("not a packed watch state: a change number is cut short")
+            raise UnreadableState("not a packed watch state: a change number is cut short")
         byte = blob[offset]
         offset += 1
         number |= (byte & 0x7F) << shift

@@ -29,6 +29,7 @@ from ..errors import ACPError, APITimeoutError, AuthenticationError
 from ._poll import FetchPage, Polled, poll
 from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore, redis_backoff
 from ._schedule import next_delay
+from ._state import ServerState, UnreadableState
 
 __all__ = ("Worker", "event_key")
 
@@ -36,6 +37,8 @@ __all__ = ("Worker", "event_key")
 _MAX_COMMITS = 2  # commit-and-claim round trips in flight at once; polls finished
 # meanwhile wait and go together in the next one (fewer round trips under load)
 _STOP_WAIT = 2.0  # on SIGTERM, how long in-flight commits may take before they are dropped
+_LEASE_MARGIN = 0.1  # of the lease (at most _MAX_MARGIN s) a poll leaves for its commit
+_MAX_MARGIN = 5.0
 
 
 def event_key(server_id: str, run_id: str, number: int, fingerprint: bytes) -> str:
@@ -57,6 +60,12 @@ def _stop_if_cancelled() -> None:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+def _handed_back(claim: Claim) -> Commit:
+    """A claim given up unpolled: its state as it was, due at once for any worker."""
+    state = claim.state
+    return Commit(claim, state.pack(), 0.0, state.errors > 0, [])
 
 
 @attrs.frozen
@@ -95,6 +104,9 @@ class Worker:
         self._interval = interval
         self._limit = limit
         self._lease = lease
+        # A poll stops this long before its claim's lease ends, so that its outcome (a
+        # timeout: the server counts as failing) still commits under the claim.
+        self._margin = min(lease * _LEASE_MARGIN, _MAX_MARGIN)
         self._max_events = max_events
         self._slots = concurrency
         self._ahead = concurrency  # claimed ahead of the slots: see _loop
@@ -156,9 +168,10 @@ class Worker:
         waiting = []
         now = asyncio.get_running_loop().time()
         for claim in self._held:
-            if claim.expires <= now:
-                # Its lease ended while it waited: the server is due again, for any worker.
-                log.info("fleet: the claim on %s expired before a slot freed", claim.server_id)
+            if claim.expires - self._margin <= now:
+                # Too little of its lease is left for a poll: handed back, due now.
+                log.info("fleet: handing back %s: no slot freed in its lease", claim.server_id)
+                self._finished.append(_handed_back(claim))
                 continue
             if claim.server_id in self._committing or len(self._in_flight) >= self._slots:
                 waiting.append(claim)
@@ -192,31 +205,38 @@ class Worker:
     async def _poll(self, claim: Claim) -> Polled | ACPError:
         """One server's page; errors other than a refused token are the poll's outcome."""
         try:
-            return await poll(self._fetch, claim.server_id, self._limit, claim.state)
+            try:
+                return await poll(self._fetch, claim.server_id, self._limit, claim.state)
+            except UnreadableState as exc:  # its runs, read for a changed page
+                log.warning(
+                    "fleet: the saved state of %s: %s; starting afresh", claim.server_id, exc
+                )
+                return await poll(self._fetch, claim.server_id, self._limit, ServerState())
         except AuthenticationError:
             raise
         except ACPError as exc:  # a 400/422 too: the fleet keeps the server, failing
             return exc
 
     def _cancel_overdue(self, now: float) -> float | None:
-        """Cancel polls whose claim's lease has ended (their commit would be refused);
-        the seconds until the next lease ends. One check of at most ``concurrency`` polls
-        each time the loop wakes, not a timer each; a poll that ignored its cancellation
-        is cancelled again."""
+        """Cancel polls that reached the end of their claim's lease (less the margin its
+        commit needs); the seconds until the next one does. One check of at most
+        ``concurrency`` polls each time the loop wakes, not a timer each; a poll that
+        ignored its cancellation is cancelled again."""
         soonest = None
         for task, claim in self._in_flight.items():
+            deadline = claim.expires - self._margin
             if task.done():
                 continue
-            if claim.expires <= now:
+            if deadline <= now:
                 task.cancel()
-            elif soonest is None or claim.expires < soonest:
-                soonest = claim.expires
+            elif soonest is None or deadline < soonest:
+                soonest = deadline
         return None if soonest is None else soonest - now
 
     def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
         """A finished poll's result; one cancelled here outlived its claim's lease."""
         if task.cancelled():
-            return APITimeoutError(f"the poll outlived its claim's lease ({self._lease:g}s)")
+            return APITimeoutError(f"the poll reached the end of its lease ({self._lease:g}s)")
         result: Polled | ACPError = task.result()
         return result
 
