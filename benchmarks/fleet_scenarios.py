@@ -64,11 +64,11 @@ def _page(runs: int, output: int) -> dict[str, Any]:
 
 
 class _RoundTrips:
-    """Counts the worker's Redis round trips (each commit-and-claim is one pipeline)."""
+    """Counts the worker's Redis round trips (each one script call)."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._original = RedisStore.commit_and_claim
+        self._original = RedisStore.round_trip
 
     def __enter__(self) -> _RoundTrips:
         original = self._original
@@ -77,11 +77,11 @@ class _RoundTrips:
             self.count += 1
             return await original(store, *args, **kwargs)
 
-        RedisStore.commit_and_claim = counted  # type: ignore[method-assign]
+        RedisStore.round_trip = counted  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        RedisStore.commit_and_claim = self._original  # type: ignore[method-assign]
+        RedisStore.round_trip = self._original  # type: ignore[method-assign]
 
 
 async def _window(fake: FakeACPServer, warm: float, seconds: float) -> float:

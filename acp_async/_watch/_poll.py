@@ -12,7 +12,7 @@ from .._log import log
 from .._retry import RetryPolicy
 from ..errors import ACPError, AuthenticationError, BadRequestError, UnprocessableEntityError
 from ._diff import Change, diff, is_gap
-from ._state import ServerState, body_digest
+from ._state import ServerState, UnreadableState, body_digest
 
 __all__ = ("FetchPage", "Polled", "ends_watch", "poll")
 
@@ -78,8 +78,14 @@ async def poll(
         return Polled([], known.unchanged(), [])
 
     def parse(body: Any) -> Polled:
+        nonlocal known
         items = _converter.page_items(body)
-        fresh, changes = diff(items, known)
+        try:
+            fresh, changes = diff(items, known)
+        except UnreadableState as exc:  # its runs, read now for a changed page
+            log.warning("watch: the saved state of %s: %s; starting afresh", sid, exc)
+            known = ServerState(quiet_polls=known.quiet_polls)
+            fresh, changes = diff(items, known)
         fresh.page = digest
         return Polled(items, fresh, changes)
 

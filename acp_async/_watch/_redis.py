@@ -27,7 +27,7 @@ from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, T
 from .._log import log
 from ._state import ServerState, UnreadableState
 
-__all__ = ("REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore")
+__all__ = ("REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore", "Trip")
 
 # What a worker or consumer waits out: Redis down, restarting (loading its AOF), or a
 # replica that was a primary before a failover.
@@ -48,22 +48,33 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# One script, one round trip: commit finished polls, then claim due servers.
+# One script, one round trip: hand back claims, commit finished polls, claim due servers.
 # KEYS due claims state events failing workers seq
-# ARGV worker maxlen lease claim-count commit-count, then per commit: its server id and
-# "<token> <delay> <failed 0|1> <event count> <packed state>", then per event: key kind
-# run previous. (Two arguments a commit, not six: redis-py's encoding is per argument.)
-# Returns {now, next due ('' unless nothing was due), commit results..., claims...}, a
-# claim being sid token due saved-state.
+# ARGV worker maxlen lease claim-count commit-count release-count, then per release: its
+# server id and token; then per commit: its server id and "<token> <delay> <failed 0|1>
+# <event count> <packed state>", then per event: key kind run previous. (Two arguments a
+# commit, not six: redis-py's encoding is per argument.)
+# Returns {now, next due ('' unless nothing was due), how many were released, commit
+# results..., claims...}, a claim being sid token due saved-state.
 _COMMIT_AND_CLAIM = (
     _NOW
     + """
 local due, claims, state, events, failing, workers, seq = unpack(KEYS)
 local lease = tonumber(ARGV[3])
-redis.call('ZADD', workers, now + 2 * lease, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 100 * lease)  -- long gone
-local out = {string.format('%.6f', now), ''}
-local i = 6
+if tonumber(ARGV[4]) > 0 or tonumber(ARGV[5]) > 0 then  -- a worker at work, not stopping
+  redis.call('ZADD', workers, now + 2 * lease, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 100 * lease)  -- long gone
+end
+local out = {string.format('%.6f', now), '', 0}
+local i = 7
+for r = 1, tonumber(ARGV[6]) do  -- released: due at once, so any worker takes it now
+  if redis.call('HGET', claims, ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', claims, ARGV[i])
+    redis.call('ZADD', due, 'XX', now, ARGV[i])
+    out[3] = out[3] + 1
+  end
+  i = i + 2
+end
 for s = 1, tonumber(ARGV[5]) do
   local sid, head = ARGV[i], ARGV[i + 1]
   local _, stop, token, delay, failed, count = string.find(head, '^(%d+) (%S+) ([01]) (%d+) ')
@@ -123,22 +134,6 @@ for c = 1, #ids, 2 do
   table.insert(out, redis.call('HGET', state, sid) or '')
 end
 return out
-"""
-)
-
-# KEYS due claims; ARGV sid token ...: due at once, so another worker takes it now
-_RELEASE = (
-    _NOW
-    + """
-local released = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[2], ARGV[i])
-    redis.call('ZADD', KEYS[1], 'XX', now, ARGV[i])
-    released = released + 1
-  end
-end
-return released
 """
 )
 
@@ -210,10 +205,20 @@ class Commit:
     events: Sequence[tuple[str, str, bytes, str]]  # key, kind, run JSON, previous status
 
 
-def _commit_and_claim_args(
-    worker: str, max_events: int, lease: float, count: int, commits: Sequence[Commit]
-) -> list[Any]:
-    args: list[Any] = [worker, max_events, repr(lease), count, len(commits)]
+@attrs.frozen
+class Trip:
+    """What one round trip sends: claims handed back, commits, how many servers to claim."""
+
+    commits: Sequence[Commit] = ()
+    claim: int = 0
+    releases: Sequence[Claim] = ()
+
+
+def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
+    commits, releases = trip.commits, trip.releases
+    args: list[Any] = [worker, max_events, repr(lease), trip.claim, len(commits), len(releases)]
+    for claim in releases:
+        args += [claim.server_id, claim.token]
     for commit in commits:
         claim = commit.claim
         head = b"%s %r %d %d " % (claim.token, commit.delay, commit.failed, len(commit.events))
@@ -265,32 +270,29 @@ class RedisStore:
         self.state, self.failing = tag + "state", tag + "failing"
         self.workers, self.events = tag + "workers", tag + "events"
         self._commit_and_claim = client.register_script(_COMMIT_AND_CLAIM)
-        self._release = client.register_script(_RELEASE)
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
         self._status = client.register_script(_STATUS)
 
-    async def commit_and_claim(
-        self, worker: str, max_events: int, commits: Sequence[Commit], lease: float, count: int
+    async def round_trip(
+        self, worker: str, trip: Trip, *, lease: float, max_events: int
     ) -> tuple[list[str], float, list[Claim], float | None]:
-        """Write ``commits`` and claim up to ``count`` due servers, in one round trip.
+        """Hand back ``trip.releases``, write ``trip.commits`` and claim up to ``trip.claim``
+        due servers (for ``lease`` seconds), in one round trip.
 
         Each commit is written only if its claim is still ours: ``ok``, ``done`` (written
         by an earlier try whose reply was lost) or ``fenced`` (the claim is gone). Then
         Redis's time, the claims, and (when none was due) when the next server is due.
         """
-        keys = [
-            self.due, self.claims, self.state, self.events, self.failing, self.workers, self.seq
-        ]  # fmt: skip
-        args = _commit_and_claim_args(worker, max_events, lease, count, commits)
         # The leases begin on Redis after this moment: counted from here, they end early.
         expires = asyncio.get_running_loop().time() + lease
-        reply = await self._commit_and_claim(keys=keys, args=args)
-        results = [r.decode() for r in reply[2 : 2 + len(commits)]]
+        reply = await self._script(worker, max_events, lease, trip)
+        count = len(trip.commits)
+        results = [r.decode() for r in reply[3 : 3 + count]]
         now = float(reply[0])
         next_due = float(reply[1]) if reply[1] else None
         claims = []
-        for i in range(2 + len(commits), len(reply), 4):
+        for i in range(3 + count, len(reply), 4):
             sid, token, due, saved = reply[i : i + 4]
             server_id = sid.decode()
             late = max(0.0, now - float(due))
@@ -298,12 +300,19 @@ class RedisStore:
         return results, now, claims, next_due
 
     async def release(self, claims: Sequence[Claim]) -> int:
-        args: list[Any] = []
-        for claim in claims:
-            args += [claim.server_id, claim.token]
-        if not args:
+        """Hand claims back (due at once); how many were still ours."""
+        if not claims:
             return 0
-        return int(await self._release(keys=[self.due, self.claims], args=args))
+        reply = await self._script("", 0, 0.0, Trip(releases=claims))
+        return int(reply[2])
+
+    async def _script(self, worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
+        keys = [
+            self.due, self.claims, self.state, self.events, self.failing, self.workers, self.seq
+        ]  # fmt: skip
+        args = _trip_args(worker, max_events, lease, trip)
+        reply: list[Any] = await self._commit_and_claim(keys=keys, args=args)
+        return reply
 
     async def add(self, server_ids: Sequence[str]) -> int:
         return int(await self._add(keys=[self.due], args=list(server_ids))) if server_ids else 0

@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import socket
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -27,9 +26,8 @@ from .._log import log
 from .._observe import Observer
 from ..errors import ACPError, APITimeoutError, AuthenticationError
 from ._poll import FetchPage, Polled, poll
-from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore, redis_backoff
+from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore, Trip, redis_backoff
 from ._schedule import next_delay
-from ._state import ServerState, UnreadableState
 
 __all__ = ("Worker", "event_key")
 
@@ -60,20 +58,6 @@ def _stop_if_cancelled() -> None:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
-
-
-def _handed_back(claim: Claim) -> Commit:
-    """A claim given up unpolled: its state as it was, due at once for any worker."""
-    state = claim.state
-    return Commit(claim, state.pack(), 0.0, state.errors > 0, [])
-
-
-@attrs.frozen
-class _RoundTrip:
-    """One commit-and-claim in flight: what it writes and how many servers it claims."""
-
-    commits: Sequence[Commit]
-    count: int
 
 
 @attrs.frozen
@@ -107,6 +91,9 @@ class Worker:
         # A poll stops this long before its claim's lease ends, so that its outcome (a
         # timeout: the server counts as failing) still commits under the claim.
         self._margin = min(lease * _LEASE_MARGIN, _MAX_MARGIN)
+        # A held claim with less than this left before that point is handed back, not
+        # polled: a poll started late and cut would count a healthy server as failing.
+        self._least = (lease - self._margin) / 2
         self._max_events = max_events
         self._slots = concurrency
         self._ahead = concurrency  # claimed ahead of the slots: see _loop
@@ -115,8 +102,9 @@ class Worker:
         self._redis_failures = 0
         self._held: list[Claim] = []  # claimed, not yet polling
         self._finished: list[Commit] = []  # polled, commit not yet sent
+        self._giving_back: list[Claim] = []  # held too long for a poll, not yet released
         self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
-        self._trips: dict[asyncio.Future[Any], _RoundTrip] = {}  # each a _Reply
+        self._trips: dict[asyncio.Future[Any], Trip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
 
@@ -131,15 +119,16 @@ class Worker:
         while True:
             _stop_if_cancelled()
             self._start_polls()
-            claiming = sum(trip.count for trip in self._trips.values())
+            claiming = sum(trip.claim for trip in self._trips.values())
             # Claim up to a slot-full ahead, so a finished poll's slot is refilled at
             # once, never waiting for a claim's round trip (with a quarter, slots sat idle
             # and polls/s was 6% lower), and each round trip claims a batch.
             free = self._slots + self._ahead - len(self._in_flight) - len(self._held) - claiming
             claim_due = free > 0 and loop.time() >= self._claim_at
-            if len(self._trips) < _MAX_COMMITS and (self._finished or claim_due):
-                finished, self._finished = self._finished, []
-                self._send(finished, max(0, free))
+            if len(self._trips) < _MAX_COMMITS and (
+                self._finished or self._giving_back or claim_due
+            ):
+                self._send(max(0, free))
                 continue
             waiting = {*self._in_flight, *self._trips}
             timeout = self._cancel_overdue(loop.time())
@@ -168,10 +157,9 @@ class Worker:
         waiting = []
         now = asyncio.get_running_loop().time()
         for claim in self._held:
-            if claim.expires - self._margin <= now:
-                # Too little of its lease is left for a poll: handed back, due now.
+            if claim.expires - self._margin - now < self._least:
                 log.info("fleet: handing back %s: no slot freed in its lease", claim.server_id)
-                self._finished.append(_handed_back(claim))
+                self._giving_back.append(claim)  # due at once, for any worker
                 continue
             if claim.server_id in self._committing or len(self._in_flight) >= self._slots:
                 waiting.append(claim)
@@ -180,18 +168,20 @@ class Worker:
             self._in_flight[started] = claim
         self._held = waiting
 
-    def _send(self, commits: list[Commit], count: int) -> None:
-        """Start a commit-and-claim round trip in the background."""
-        trip = _RoundTrip(commits, count)
-        self._committing.update(commit.claim.server_id for commit in commits)
+    def _send(self, count: int) -> None:
+        """Start a round trip in the background: claims handed back, finished polls'
+        commits, and a claim of up to ``count`` servers."""
+        trip = Trip(self._finished, count, self._giving_back)
+        self._finished, self._giving_back = [], []
+        self._committing.update(commit.claim.server_id for commit in trip.commits)
         self._trips[asyncio.ensure_future(self._round_trip(trip))] = trip
 
-    def _received(self, trip: _RoundTrip, reply: _Reply) -> None:
+    def _received(self, trip: Trip, reply: _Reply) -> None:
         for commit, result in zip(trip.commits, reply.results, strict=True):
             self._committing.discard(commit.claim.server_id)
             self._report(commit, result)
         self._held.extend(reply.claimed)
-        if trip.count <= 0:
+        if trip.claim <= 0:
             return
         loop_now = asyncio.get_running_loop().time()
         if reply.claimed:
@@ -205,13 +195,7 @@ class Worker:
     async def _poll(self, claim: Claim) -> Polled | ACPError:
         """One server's page; errors other than a refused token are the poll's outcome."""
         try:
-            try:
-                return await poll(self._fetch, claim.server_id, self._limit, claim.state)
-            except UnreadableState as exc:  # its runs, read for a changed page
-                log.warning(
-                    "fleet: the saved state of %s: %s; starting afresh", claim.server_id, exc
-                )
-                return await poll(self._fetch, claim.server_id, self._limit, ServerState())
+            return await poll(self._fetch, claim.server_id, self._limit, claim.state)
         except AuthenticationError:
             raise
         except ACPError as exc:  # a 400/422 too: the fleet keeps the server, failing
@@ -262,13 +246,13 @@ class Worker:
                 events.append((key, change.kind, run, previous))
         return Commit(claim, fresh.pack(), delay, failed, events)
 
-    async def _round_trip(self, trip: _RoundTrip) -> _Reply:
-        """Write the commits and claim up to ``trip.count`` servers, retried until Redis
-        answers (with the same tokens: a retried commit is never appended twice)."""
+    async def _round_trip(self, trip: Trip) -> _Reply:
+        """The trip, retried until Redis answers (with the same tokens: a retried commit
+        is never appended twice)."""
         while True:
             try:
-                results, now, claimed, next_due = await self._store.commit_and_claim(
-                    self._id, self._max_events, trip.commits, self._lease, trip.count
+                results, now, claimed, next_due = await self._store.round_trip(
+                    self._id, trip, lease=self._lease, max_events=self._max_events
                 )
             except REDIS_UNAVAILABLE as exc:
                 _stop_if_cancelled()
@@ -295,9 +279,9 @@ class Worker:
     async def _stop(self) -> None:
         """Drop in-flight polls, let in-flight commits land (briefly), and hand every
         claim back, so another worker takes it now."""
-        claims = [*self._held, *self._in_flight.values()]
+        claims = [*self._held, *self._in_flight.values(), *self._giving_back]
         claims.extend(commit.claim for commit in self._finished)  # polled, not yet sent
-        self._finished = []
+        self._finished, self._giving_back = [], []
         for task in self._in_flight:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
@@ -311,6 +295,7 @@ class Worker:
             for future, trip in self._trips.items():
                 # A commit that landed dropped its claim: releasing it again is a no-op.
                 claims.extend(commit.claim for commit in trip.commits)
+                claims.extend(trip.releases)
                 if future in done and not future.cancelled() and future.exception() is None:
                     claims.extend(future.result().claimed)
             self._trips.clear()
