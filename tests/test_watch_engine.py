@@ -226,6 +226,24 @@ async def test_an_unchanged_page_leaves_the_packed_runs_unread() -> None:
     assert fresh.runs == first.runs
 
 
+async def test_a_watch_reads_past_an_unreadable_state(no_backoff: None) -> None:
+    """A state whose run records cannot be read (a good header, a bad status code) does
+    not end the watch: the server starts afresh and its runs come as created."""
+    from acp_async._watch._state import Seen, ServerState
+
+    good = ServerState({b"12345": Seen(bytes(6), "running", 1)}, polled=True).pack()
+    bad = good[:24] + bytes([200]) + good[25:]  # the run's status code
+    async with FakeACPServer(servers=1, runs_per_server=2) as fake:
+        [sid] = fake.server_ids
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch(
+                [sid], interval=INTERVAL, state=WatchState(servers={sid: bad})
+            )
+            async with aclosing(stream):
+                events = await take(stream, 2, timeout=10)
+    assert [e.kind for e in events] == ["created", "created"]
+
+
 def test_failing_cadence_never_exceeds_32_intervals() -> None:
     """Jitter cannot push a failing server past the 32x interval cap."""
     from acp_async._watch._schedule import ERROR_CAP, next_delay

@@ -178,7 +178,7 @@ class Watcher:
             return delay, iter((RunEvent("error", sid, error=outcome),))
         fresh, changes = outcome.fresh, outcome.changes
         delay = next_delay(fresh, self._interval, failed=False, busy=bool(changes) or fresh.busy())
-        return delay, self._hand_over(sid, known, fresh, changes)
+        return delay, self._hand_over(sid, outcome.against, fresh, changes)
 
     def _hand_over(
         self, sid: str, known: ServerState, fresh: ServerState, changes: list[Change]

@@ -42,6 +42,7 @@ class Polled:
     items: list[Any]
     fresh: ServerState
     changes: list[Change]
+    against: ServerState  # what was known (empty if the known state could not be read)
 
 
 GAP_CAP = 16  # gap closing doubles limit up to this many times the watch's limit
@@ -75,7 +76,7 @@ async def poll(
         digest = body_digest(body)
         if not digest or not known.polled or digest != known.page:
             return None
-        return Polled([], known.unchanged(), [])
+        return Polled([], known.unchanged(), [], known)
 
     def parse(body: Any) -> Polled:
         nonlocal known
@@ -87,7 +88,7 @@ async def poll(
             known = ServerState(quiet_polls=known.quiet_polls)
             fresh, changes = diff(items, known)
         fresh.page = digest
-        return Polled(items, fresh, changes)
+        return Polled(items, fresh, changes, known)
 
     try:
         polled = await fetch(sid, limit, parse, peek)

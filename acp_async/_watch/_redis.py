@@ -192,6 +192,7 @@ class Claim:
     late: float  # how long after it was due it was claimed, on Redis's clock
     state: ServerState
     expires: float  # when the lease ends, on this process's loop clock (a little early)
+    arrived: float  # when the claim's reply came, on the same clock
 
 
 @attrs.frozen
@@ -287,6 +288,7 @@ class RedisStore:
         # The leases begin on Redis after this moment: counted from here, they end early.
         expires = asyncio.get_running_loop().time() + lease
         reply = await self._script(worker, max_events, lease, trip)
+        arrived = asyncio.get_running_loop().time()
         count = len(trip.commits)
         results = [r.decode() for r in reply[3 : 3 + count]]
         now = float(reply[0])
@@ -296,7 +298,8 @@ class RedisStore:
             sid, token, due, saved = reply[i : i + 4]
             server_id = sid.decode()
             late = max(0.0, now - float(due))
-            claims.append(Claim(server_id, token, late, _saved_state(server_id, saved), expires))
+            state = _saved_state(server_id, saved)
+            claims.append(Claim(server_id, token, late, state, expires, arrived))
         return results, now, claims, next_due
 
     async def release(self, claims: Sequence[Claim]) -> int:

@@ -16,7 +16,7 @@ import asyncio
 import os
 import random
 import socket
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import attrs
@@ -60,6 +60,11 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
 
+class _Running(NamedTuple):
+    claim: Claim
+    started: float  # loop time
+
+
 @attrs.frozen
 class _Reply:
     results: list[str]
@@ -91,9 +96,6 @@ class Worker:
         # A poll stops this long before its claim's lease ends, so that its outcome (a
         # timeout: the server counts as failing) still commits under the claim.
         self._margin = min(lease * _LEASE_MARGIN, _MAX_MARGIN)
-        # A held claim with less than this left before that point is handed back, not
-        # polled: a poll started late and cut would count a healthy server as failing.
-        self._least = (lease - self._margin) / 2
         self._max_events = max_events
         self._slots = concurrency
         self._ahead = concurrency  # claimed ahead of the slots: see _loop
@@ -103,7 +105,7 @@ class Worker:
         self._held: list[Claim] = []  # claimed, not yet polling
         self._finished: list[Commit] = []  # polled, commit not yet sent
         self._giving_back: list[Claim] = []  # held too long for a poll, not yet released
-        self._in_flight: dict[asyncio.Future[Any], Claim] = {}  # each a Polled | ACPError
+        self._in_flight: dict[asyncio.Future[Any], _Running] = {}  # each a Polled | ACPError
         self._trips: dict[asyncio.Future[Any], Trip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
@@ -147,9 +149,8 @@ class Worker:
                 else:
                     # Settled before it leaves _in_flight: if the poll raised (a refused
                     # token), _stop still finds its claim and hands it back.
-                    commit = self._settle(self._in_flight[future], self._outcome(future))
+                    self._finish(future, self._in_flight[future])
                     del self._in_flight[future]
-                    self._finished.append(commit)
 
     def _start_polls(self) -> None:
         """Poll held claims while slots are free, except those whose previous commit has not
@@ -157,15 +158,17 @@ class Worker:
         waiting = []
         now = asyncio.get_running_loop().time()
         for claim in self._held:
-            if claim.expires - self._margin - now < self._least:
-                log.info("fleet: handing back %s: no slot freed in its lease", claim.server_id)
+            if self._left(claim, now) < self._left(claim, claim.arrived) / 2:
+                # It waited for a slot until less than half its poll time was left: a poll
+                # started now could be cut and count a healthy server as failing.
+                log.info("fleet: handing back %s: no slot freed in time", claim.server_id)
                 self._giving_back.append(claim)  # due at once, for any worker
                 continue
             if claim.server_id in self._committing or len(self._in_flight) >= self._slots:
                 waiting.append(claim)
                 continue
             started = asyncio.ensure_future(self._poll(claim))
-            self._in_flight[started] = claim
+            self._in_flight[started] = _Running(claim, now)
         self._held = waiting
 
     def _send(self, count: int) -> None:
@@ -207,7 +210,7 @@ class Worker:
         ``concurrency`` polls each time the loop wakes, not a timer each; a poll that
         ignored its cancellation is cancelled again."""
         soonest = None
-        for task, claim in self._in_flight.items():
+        for task, (claim, _) in self._in_flight.items():
             deadline = claim.expires - self._margin
             if task.done():
                 continue
@@ -216,6 +219,22 @@ class Worker:
             elif soonest is None or deadline < soonest:
                 soonest = deadline
         return None if soonest is None else soonest - now
+
+    def _left(self, claim: Claim, at: float) -> float:
+        """Seconds a poll under ``claim`` may still take at loop time ``at``."""
+        return claim.expires - self._margin - at
+
+    def _finish(self, task: asyncio.Future[Any], running: _Running) -> None:
+        """A finished poll, to commit; one cut at its deadline after it started late (it
+        waited for a slot) is handed back instead: the server is polled afresh, not
+        counted as failing. Only a poll that had its claim's whole time fails."""
+        claim = running.claim
+        if task.cancelled() and self._left(claim, running.started) < 0.9 * self._left(
+            claim, claim.arrived
+        ):
+            self._giving_back.append(claim)
+            return
+        self._finished.append(self._settle(claim, self._outcome(task)))
 
     def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
         """A finished poll's result; one cancelled here outlived its claim's lease."""
@@ -279,7 +298,8 @@ class Worker:
     async def _stop(self) -> None:
         """Drop in-flight polls, let in-flight commits land (briefly), and hand every
         claim back, so another worker takes it now."""
-        claims = [*self._held, *self._in_flight.values(), *self._giving_back]
+        claims = [*self._held, *(running.claim for running in self._in_flight.values())]
+        claims.extend(self._giving_back)
         claims.extend(commit.claim for commit in self._finished)  # polled, not yet sent
         self._finished, self._giving_back = [], []
         for task in self._in_flight:
