@@ -298,6 +298,36 @@ async def test_a_slow_but_healthy_server_never_counts_as_failing(
     assert {r.server_id for r in fake.requests} == set(fake.server_ids)
 
 
+async def test_a_hung_server_behind_slow_ones_still_counts_as_failing(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """One slot, three servers answering in 0.25 s and one that hangs: the hung one is
+    mostly claimed while the slot is busy, so its polls start late; a late cut is handed
+    back once, the next one fails: it counts as failing and backs off."""
+    outcomes = _Outcomes()
+    async with (
+        FakeACPServer(servers=4, runs_per_server=1) as fake,
+        RedisFleet(
+            redis_server.url, name=fleet_name, interval=0.1, lease=1.0, metrics=outcomes
+        ) as fleet,
+    ):
+        hung, *slow = fake.server_ids
+        fake.fail("latency", delay=30.0, times=10_000, server_id=hung)
+        for sid in slow:
+            fake.fail("latency", delay=0.25, times=10_000, server_id=sid)
+        await fleet.add(fake.server_ids)
+        async with ACPClient(fake.token, base_url=fake.base_url, timeout=60) as client:
+            task = asyncio.create_task(fleet.work(client, concurrency=1))
+            try:
+                async with asyncio.timeout(10):
+                    while outcomes.failed_polls < 2:
+                        await asyncio.sleep(0.02)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
 async def test_a_slow_redis_still_gets_servers_polled(
     redis_server: RedisServer, fleet_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,6 +105,7 @@ class Worker:
         self._held: list[Claim] = []  # claimed, not yet polling
         self._finished: list[Commit] = []  # polled, commit not yet sent
         self._giving_back: list[Claim] = []  # held too long for a poll, not yet released
+        self._cut_late: set[str] = set()  # servers whose last poll was cut, handed back
         self._in_flight: dict[asyncio.Future[Any], _Running] = {}  # each a Polled | ACPError
         self._trips: dict[asyncio.Future[Any], Trip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
@@ -225,15 +226,18 @@ class Worker:
         return claim.expires - self._margin - at
 
     def _finish(self, task: asyncio.Future[Any], running: _Running) -> None:
-        """A finished poll, to commit; one cut at its deadline after it started late (it
-        waited for a slot) is handed back instead: the server is polled afresh, not
-        counted as failing. Only a poll that had its claim's whole time fails."""
+        """A finished poll, to commit. One cut at its deadline after it started late (it
+        waited for a slot) is handed back instead, once: the server is polled afresh,
+        not counted as failing. If it is cut again, it fails, late or not (a hung server
+        that always waits behind slow ones still counts as failing and backs off)."""
         claim = running.claim
-        if task.cancelled() and self._left(claim, running.started) < 0.9 * self._left(
-            claim, claim.arrived
-        ):
+        sid = claim.server_id
+        started_late = self._left(claim, running.started) < 0.9 * self._left(claim, claim.arrived)
+        if task.cancelled() and started_late and sid not in self._cut_late:
+            self._cut_late.add(sid)
             self._giving_back.append(claim)
             return
+        self._cut_late.discard(sid)
         self._finished.append(self._settle(claim, self._outcome(task)))
 
     def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
