@@ -42,9 +42,14 @@ async def collect(
 
 
 @contextlib.asynccontextmanager
-async def working(fleet: RedisFleet, fake: FakeACPServer) -> AsyncIterator[asyncio.Task[None]]:
-    async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
-        task = asyncio.create_task(fleet.work(client, concurrency=4))
+async def working(
+    fleet: RedisFleet, fake: FakeACPServer, *, concurrency: int = 4, timeout: float = 30.0
+) -> AsyncIterator[asyncio.Task[None]]:
+    """A worker of ``fleet`` polling ``fake`` for the block (no retries: faults show)."""
+    async with ACPClient(
+        fake.token, base_url=fake.base_url, max_retries=0, timeout=timeout
+    ) as client:
+        task = asyncio.create_task(fleet.work(client, concurrency=concurrency))
         try:
             yield task
         finally:
@@ -239,14 +244,8 @@ async def test_a_poll_longer_than_the_lease_is_given_up(fleet: RedisFleet) -> No
         hung, other = fake.server_ids
         fake.fail("latency", delay=30.0, times=1, server_id=hung)
         await fleet.add([hung, other])
-        async with ACPClient(fake.token, base_url=fake.base_url, timeout=60) as client:
-            task = asyncio.create_task(fleet.work(client, concurrency=1))
-            try:
-                events = await collect(fleet, 4, timeout=8)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with working(fleet, fake, concurrency=1, timeout=60):
+            events = await collect(fleet, 4, timeout=8)
     assert {e.server_id for e in events} == {hung, other}
     assert [r.server_id for r in fake.requests].count(hung) >= 2
 
@@ -265,6 +264,22 @@ class _Outcomes(Observer):
         self.failed_polls += not ok
 
 
+@contextlib.asynccontextmanager
+async def _observed(
+    redis_server: RedisServer, name: str, *, servers: int, interval: float, lease: float
+) -> AsyncIterator[tuple[FakeACPServer, RedisFleet, _Outcomes]]:
+    """A fake with ``servers`` servers, all added to a fleet whose outcomes are recorded."""
+    outcomes = _Outcomes()
+    async with (
+        FakeACPServer(servers=servers, runs_per_server=1) as fake,
+        RedisFleet(
+            redis_server.url, name=name, interval=interval, lease=lease, metrics=outcomes
+        ) as fleet,
+    ):
+        await fleet.add(fake.server_ids)
+        yield fake, fleet, outcomes
+
+
 async def test_a_slow_but_healthy_server_never_counts_as_failing(
     redis_server: RedisServer, fleet_name: str
 ) -> None:
@@ -272,25 +287,13 @@ async def test_a_slow_but_healthy_server_never_counts_as_failing(
     wait for the slot. One that waited until too little of its lease was left is handed
     back and claimed afresh, and a poll cut only because it started late is handed back
     too: over a dozen commits, no poll counts as failed and nothing is fenced."""
-    outcomes = _Outcomes()
-    async with (
-        FakeACPServer(servers=2, runs_per_server=1) as fake,
-        RedisFleet(
-            redis_server.url, name=fleet_name, interval=0.04, lease=0.4, metrics=outcomes
-        ) as fleet,
-    ):
+    observed = _observed(redis_server, fleet_name, servers=2, interval=0.04, lease=0.4)
+    async with observed as (fake, fleet, outcomes):
         fake.fail("latency", delay=0.22, times=10_000)
-        await fleet.add(fake.server_ids)
-        async with ACPClient(fake.token, base_url=fake.base_url, timeout=30) as client:
-            task = asyncio.create_task(fleet.work(client, concurrency=1))
-            try:
-                async with asyncio.timeout(15):
-                    while outcomes.commits.count("ok") < 12:
-                        await asyncio.sleep(0.02)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with working(fleet, fake, concurrency=1, timeout=30):
+            async with asyncio.timeout(15):
+                while outcomes.commits.count("ok") < 12:
+                    await asyncio.sleep(0.02)
         failing = (await fleet.status()).failing
     assert outcomes.failed_polls == 0
     assert "fenced" not in outcomes.commits
@@ -304,28 +307,16 @@ async def test_a_hung_server_behind_slow_ones_still_counts_as_failing(
     """One slot, three servers answering in 0.25 s and one that hangs: the hung one is
     mostly claimed while the slot is busy, so its polls start late; a late cut is handed
     back once, the next one fails: it counts as failing and backs off."""
-    outcomes = _Outcomes()
-    async with (
-        FakeACPServer(servers=4, runs_per_server=1) as fake,
-        RedisFleet(
-            redis_server.url, name=fleet_name, interval=0.1, lease=1.0, metrics=outcomes
-        ) as fleet,
-    ):
+    observed = _observed(redis_server, fleet_name, servers=4, interval=0.1, lease=1.0)
+    async with observed as (fake, fleet, outcomes):
         hung, *slow = fake.server_ids
         fake.fail("latency", delay=30.0, times=10_000, server_id=hung)
         for sid in slow:
             fake.fail("latency", delay=0.25, times=10_000, server_id=sid)
-        await fleet.add(fake.server_ids)
-        async with ACPClient(fake.token, base_url=fake.base_url, timeout=60) as client:
-            task = asyncio.create_task(fleet.work(client, concurrency=1))
-            try:
-                async with asyncio.timeout(10):
-                    while outcomes.failed_polls < 2:
-                        await asyncio.sleep(0.02)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with working(fleet, fake, concurrency=1, timeout=60):
+            async with asyncio.timeout(10):
+                while outcomes.failed_polls < 2:
+                    await asyncio.sleep(0.02)
 
 
 async def test_a_slow_redis_still_gets_servers_polled(
@@ -347,16 +338,10 @@ async def test_a_slow_redis_still_gets_servers_polled(
     ):
         await fleet.add(fake.server_ids)
         monkeypatch.setattr(RedisStore, "_script", slow)
-        async with ACPClient(fake.token, base_url=fake.base_url, timeout=30) as client:
-            task = asyncio.create_task(fleet.work(client, concurrency=2))
-            try:
-                async with asyncio.timeout(8):
-                    while {r.server_id for r in fake.requests} != set(fake.server_ids):
-                        await asyncio.sleep(0.02)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with working(fleet, fake, concurrency=2, timeout=30):
+            async with asyncio.timeout(8):
+                while {r.server_id for r in fake.requests} != set(fake.server_ids):
+                    await asyncio.sleep(0.02)
 
 
 async def test_a_hung_server_counts_as_failing_and_starves_no_other(
@@ -372,18 +357,12 @@ async def test_a_hung_server_counts_as_failing_and_starves_no_other(
         hung, other = sorted(fake.server_ids)  # equal due times: Redis hands out `hung` first
         fake.fail("latency", delay=30.0, times=1000, server_id=hung)
         await fleet.add(fake.server_ids)
-        async with ACPClient(fake.token, base_url=fake.base_url, timeout=60) as client:
-            task = asyncio.create_task(fleet.work(client, concurrency=1))
-            try:
-                async with asyncio.timeout(8):
-                    while (await fleet.status()).failing != 1 or sum(
-                        r.server_id == other for r in fake.requests
-                    ) < 3:
-                        await asyncio.sleep(0.05)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with working(fleet, fake, concurrency=1, timeout=60):
+            async with asyncio.timeout(8):
+                while (await fleet.status()).failing != 1 or sum(
+                    r.server_id == other for r in fake.requests
+                ) < 3:
+                    await asyncio.sleep(0.05)
 
 
 async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> None:
