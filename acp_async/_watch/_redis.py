@@ -231,9 +231,9 @@ def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[A
 
 def _saved_state(server_id: str, saved: bytes) -> ServerState:
     """A claimed server's state; one that cannot be read (written by something else, or
-    a newer format) starts afresh, logged: its runs are reported again as "created",
-    under the same keys as before when they did not change (consumers dedupe on them),
-    where failing would stop every worker that claims it."""
+    a newer format) starts afresh, logged, where failing would stop every worker that
+    claims it: its runs are reported again as "created", those never updated under the
+    keys they had (consumers dedupe on them)."""
     blob = saved.partition(b":")[2] if saved else b""
     if not blob:
         return ServerState()

@@ -7,7 +7,9 @@ and the next claim travel in one round trip, in the background: up to
 never stalls polling. A server's next poll starts only after its commit's reply came
 back, so one server's commits stay in order. Redis going away is waited out with
 backoff; a commit is retried with the same tokens, so a commit whose reply was lost is
-recognised (``done``) and never appended twice.
+recognised (``done``) and never appended twice. A poll stops a margin before its claim's
+lease ends, so its timeout still commits; a claim that waited too long for a slot is
+handed back (released in the next round trip) rather than polled late.
 """
 
 from __future__ import annotations
@@ -212,14 +214,14 @@ class Worker:
         ignored its cancellation is cancelled again."""
         soonest = None
         for task, (claim, _) in self._in_flight.items():
-            deadline = claim.expires - self._margin
             if task.done():
                 continue
-            if deadline <= now:
+            left = self._left(claim, now)
+            if left <= 0:
                 task.cancel()
-            elif soonest is None or deadline < soonest:
-                soonest = deadline
-        return None if soonest is None else soonest - now
+            elif soonest is None or left < soonest:
+                soonest = left
+        return soonest
 
     def _left(self, claim: Claim, at: float) -> float:
         """Seconds a poll under ``claim`` may still take at loop time ``at``."""
@@ -232,13 +234,17 @@ class Worker:
         that always waits behind slow ones still counts as failing and backs off)."""
         claim = running.claim
         sid = claim.server_id
-        started_late = self._left(claim, running.started) < 0.9 * self._left(claim, claim.arrived)
-        if task.cancelled() and started_late and sid not in self._cut_late:
+        if task.cancelled() and sid not in self._cut_late and self._started_late(running):
             self._cut_late.add(sid)
             self._giving_back.append(claim)
             return
         self._cut_late.discard(sid)
         self._finished.append(self._settle(claim, self._outcome(task)))
+
+    def _started_late(self, running: _Running) -> bool:
+        """It had less than 90% of the time its claim had on arrival: it waited."""
+        claim = running.claim
+        return self._left(claim, running.started) < 0.9 * self._left(claim, claim.arrived)
 
     def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
         """A finished poll's result; one cancelled here outlived its claim's lease."""
