@@ -26,7 +26,7 @@ from .test_cli import (
     start,
 )
 
-README = Path(__file__).parent.parent / "README.md"
+CLI_DOC = Path(__file__).parent.parent / "docs" / "cli.md"
 
 
 @pytest.fixture
@@ -150,19 +150,19 @@ def test_help_names_every_exit_code() -> None:
         assert code in text
 
 
-def _readme_section(title: str) -> str:
-    text = README.read_text()
+def _cli_doc_section(title: str) -> str:
+    text = CLI_DOC.read_text()
     start = text.index(title)
     end = text.find("\n#", start + len(title))
     return text[start:end]
 
 
 def test_demo_help_and_readme_give_the_same_duration() -> None:
-    """`demo --help` and the README's demo section say the same number of seconds."""
+    """`demo --help` and docs/cli.md's demo section say the same number of seconds."""
     subcommands = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
     demo = subcommands.choices["demo"]  # type: ignore[attr-defined]
     helped = re.search(r"about (\d+) s", demo.format_help().replace("\n", " "))
-    said = re.search(r"ends by itself in about (\d+) s", _readme_section("### `demo`"))
+    said = re.search(r"ends by itself in about (\d+) s", _cli_doc_section("## `demo`"))
     assert helped is not None
     assert said is not None
     assert helped[1] == said[1]
@@ -180,8 +180,8 @@ def _options(parser: object) -> set[str]:
 
 
 def test_readme_usage_summary_names_every_option() -> None:
-    """Each usage line of the README's Command line section shows every option of its command."""
-    section = _readme_section("## Command line")
+    """Each usage line of docs/cli.md shows every option of its command."""
+    section = _cli_doc_section("# Command line")
     usage: list[str] = []
     continued = False
     for line in section.splitlines():
@@ -206,7 +206,7 @@ def test_readme_usage_summary_names_every_option() -> None:
             lines = [line for line in usage if line.startswith(prefix) or line == prefix.strip()]
             assert len(lines) == 1, f"no usage line for {' '.join(words)!r}"
             missing = _options(leaf_parser) - globals_ - set(re.findall(r"--[a-z-]+", lines[0]))
-            assert not missing, f"{' '.join(words)}: the README omits {sorted(missing)}"
+            assert not missing, f"{' '.join(words)}: docs/cli.md omits {sorted(missing)}"
             checked += 1
     assert checked >= 5
 

@@ -1,10 +1,10 @@
-"""Every code block in README.md runs: a README change that breaks an example fails here.
+"""Every code block in README.md and docs/*.md runs: a change that breaks an example fails here.
 
 - Python blocks are complete programs. Each runs in a subprocess with ``ACP_BASE_URL`` and
   ``ACP_API_KEY`` pointing at a FakeACPServer with ``acp-async fake-server``'s data, as the
   README tells a reader to do; one that defines ``test_*`` functions runs under plain
   pytest (no configuration of ours), as a reader's test file would.
-- Console blocks of the "Command line" section run in bash, command by command, against a
+- Console blocks that start with ``$ `` run in bash, command by command, against a
   FakeACPServer with the data of ``acp-async fake-server --servers 5``; the output shown
   must be the output printed (stdout and stderr as a terminal shows them), up to ports,
   elapsed times, clock times and request ids. A line ``...`` elides lines; then each
@@ -31,7 +31,8 @@ import pytest
 from acp_async.cli._app import parse
 from acp_async.testing import FakeACPServer
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
 
 
@@ -39,33 +40,30 @@ BIN = Path(sys.executable).parent
 class Block:
     language: str
     text: str
-    line: int  # where the block starts in README.md
-    section: str  # the nearest "## " heading above it
+    path: str  # the document, relative to the repository
+    line: int  # where the block starts in it
 
     def __str__(self) -> str:
-        return f"README.md:{self.line} ({self.language}, {self.section})"
+        return f"{self.path}:{self.line} ({self.language})"
 
 
-def readme_blocks() -> list[Block]:
+def document_blocks(document: Path) -> list[Block]:
     blocks = []
-    section = ""
-    lines = README.read_text().splitlines()
+    lines = document.read_text().splitlines()
+    name = str(document.relative_to(ROOT))
     index = 0
     while index < len(lines):
         line = lines[index]
-        if line.startswith("## "):
-            section = line[3:]
         if line.startswith("```"):
             end = lines.index("```", index + 1)
             text = "\n".join(lines[index + 1 : end]) + "\n"
-            blocks.append(Block(line[3:].strip(), text, index + 1, section))
+            blocks.append(Block(line[3:].strip(), text, name, index + 1))
             index = end
         index += 1
     return blocks
 
 
-BLOCKS = readme_blocks()
-CLI = "Command line"
+BLOCKS = [block for document in DOCUMENTS for block in document_blocks(document)]
 
 # Blocks that this file does not run, by their first line, and what checks them instead.
 ELSEWHERE = {
@@ -88,7 +86,16 @@ def python_blocks() -> list[Block]:
 
 
 def cli_console_blocks() -> list[Block]:
-    return [b for b in BLOCKS if b.language == "console" and b.section == CLI]
+    """Console blocks of commands and their output, except those checked elsewhere."""
+    return [
+        b
+        for b in BLOCKS
+        if b.language == "console" and b.text.startswith("$ ") and not elsewhere(b)
+    ]
+
+
+def elsewhere(block: Block) -> bool:
+    return block.text.startswith(tuple(ELSEWHERE))
 
 
 def test_every_block_is_checked() -> None:
@@ -96,10 +103,10 @@ def test_every_block_is_checked() -> None:
     run_here = {*python_blocks(), *cli_console_blocks()}
     yaml = [b for b in BLOCKS if b.language == "yaml"]
     others = [b for b in BLOCKS if b not in run_here and b not in yaml]
-    unchecked = [str(b) for b in others if not b.text.startswith(tuple(ELSEWHERE))]
-    assert not unchecked, f"README blocks no test runs: {unchecked}"
+    unchecked = [str(b) for b in others if not elsewhere(b)]
+    assert not unchecked, f"blocks no test runs: {unchecked}"
     for first in ELSEWHERE:
-        assert any(b.text.startswith(first) for b in others), f"no README block {first!r}"
+        assert any(b.text.startswith(first) for b in others), f"no block {first!r}"
     assert len(python_blocks()) >= 4
     assert len(cli_console_blocks()) >= 8
 
@@ -173,7 +180,7 @@ async def test_python_example_runs(
     assert "Traceback" not in out
 
 
-# -- console blocks of the Command line section --------------------------------------------
+# -- console blocks -----------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -284,7 +291,7 @@ async def test_console_example_prints_what_it_shows(
 
 def the_block(starting: str) -> tuple[Block, Step]:
     found = [b for b in cli_console_blocks() if steps(b)[0].command.startswith(starting)]
-    assert len(found) == 1, f"one README block starting with `$ {starting}`"
+    assert len(found) == 1, f"one block starting with `$ {starting}`"
     return found[0], steps(found[0])[0]
 
 
@@ -316,13 +323,17 @@ async def test_fake_server_example(tmp_path: Path) -> None:
     assert_shown(step, printed, block)
 
 
-async def test_watch_example(five_servers: FakeACPServer, tmp_path: Path) -> None:
-    """`runs watch` prints the README's lines: the first poll, then the changes the fake made.
+WATCH_BLOCKS = [b for b in cli_console_blocks() if b.text.startswith("$ acp-async runs watch srv")]
+
+
+@pytest.mark.parametrize("block", WATCH_BLOCKS, ids=str)
+async def test_watch_example(block: Block, five_servers: FakeACPServer, tmp_path: Path) -> None:
+    """`runs watch` prints the block's lines: the first poll, then the changes the fake made.
 
     Between polls the fake moves every unfinished run one status on and queues a new run,
     as `fake-server` does every few seconds.
     """
-    block, step = the_block("acp-async runs watch")
+    step = steps(block)[0]
     assert step.shown[-1] == "^C"
     argv = [*shlex.split(step.command.replace("--interval 1", "--interval 0.1"))]
     proc = await asyncio.create_subprocess_exec(
