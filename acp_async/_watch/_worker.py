@@ -28,7 +28,7 @@ from .._log import log
 from .._observe import Observer
 from ..errors import ACPError, APITimeoutError, AuthenticationError
 from ._poll import FetchPage, Polled, poll
-from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore, Trip, redis_backoff
+from ._redis import REDIS_BACKOFF, REDIS_UNAVAILABLE, Claim, Commit, RedisStore, Trip
 from ._schedule import next_delay
 
 __all__ = ("Worker", "event_key")
@@ -286,7 +286,7 @@ class Worker:
             except REDIS_UNAVAILABLE as exc:
                 _stop_if_cancelled()
                 self._redis_failures += 1
-                pause = redis_backoff(self._redis_failures)
+                pause = REDIS_BACKOFF.delay(self._redis_failures)
                 log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
                 for _ in trip.commits:
                     self._observer.fleet_committed("error")
