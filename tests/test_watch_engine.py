@@ -250,7 +250,11 @@ def test_failing_cadence_never_exceeds_32_intervals() -> None:
     from acp_async._watch._state import ServerState
 
     state = ServerState()
-    delays = [next_delay(state, 1.0, failed=True, busy=False) for _ in range(2000)]
+    delays = []
+    for _ in range(2000):
+        delay, state = next_delay(state, 1.0, failed=True, busy=False)
+        delays.append(delay)
+    assert min(delays) >= 1.0  # never sooner than a healthy server
     assert max(delays) <= ERROR_CAP
     assert max(delays) > ERROR_CAP * 0.8  # still jittered below the cap
 
