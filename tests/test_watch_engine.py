@@ -381,3 +381,33 @@ async def test_a_run_nested_300_levels_deep_fails_only_its_server(
     assert all(e.kind == "error" for e in poisoned)
     assert all(isinstance(e.error and e.error.__cause__, TypeError) for e in poisoned)
     assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+
+
+def test_settle_is_one_pure_step_for_both_stores(no_backoff: None) -> None:
+    """settle() turns a poll's outcome into the new state, the next delay and the changes,
+    changing neither the known state nor the poll: a failure keeps the known runs at the
+    failing cadence, a busy page keeps the interval."""
+    from acp_async import InternalServerError
+    from acp_async._watch._diff import diff
+    from acp_async._watch._poll import Polled
+    from acp_async._watch._settle import settle
+    from acp_async._watch._state import ServerState
+
+    items = [{"id": "r1", "status": "running"}, {"id": "r2", "status": "completed"}]
+    known = ServerState(polled=True, quiet_polls=2, errors=0)
+    fresh, changes = diff(items, known)
+    polled = Polled(items, fresh, changes, known)
+    known_before, fresh_before = known.pack(), fresh.pack()
+
+    good = settle(known, polled, 2.0)
+    error = InternalServerError("x", status=503)
+    failed = settle(known, error, 2.0)
+    again = settle(failed.state, error, 2.0)
+
+    assert (known.pack(), fresh.pack()) == (known_before, fresh_before)
+    assert (good.error, good.delay, [c.run_id for c in good.changes]) == (None, 2.0, ["r2", "r1"])
+    assert good.state.runs == fresh.runs
+    assert (good.state.quiet_polls, good.state.errors) == (0, 0)  # busy: a run is running
+    assert (failed.error, failed.changes, failed.state.runs) == (error, (), known.runs)
+    assert (failed.state.errors, again.state.errors) == (1, 2)
+    assert failed.delay == again.delay == 2.0  # one interval under the testing switch
