@@ -14,8 +14,7 @@ on and the bug stays visible.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import attrs
+from typing import NamedTuple
 
 from .._log import log
 from .._retry import Context, Verdict, decide
@@ -28,9 +27,11 @@ from ._state import ServerState
 __all__ = ("Settled", "contained", "settle")
 
 
-@attrs.frozen
-class Settled:
-    """One server's poll, settled: what to remember, when to poll next, what to report."""
+class Settled(NamedTuple):
+    """One server's poll, settled: what to remember, when to poll next, what to report.
+
+    A named tuple, not an attrs class: one is made every poll, and a frozen attrs class
+    took 1.1 us to make (0.5 us this way) against about 10 us for a whole unchanged poll."""
 
     state: ServerState  # the runs of this poll (or the known ones) and the new counters
     delay: float  # seconds until the server's next poll
