@@ -1,12 +1,15 @@
-"""The one owner of "try again?": which errors are transient, how long to wait, and the
-pause a 429 imposes on the whole client.
+"""The one owner of "try again?" and "does this end the loop?".
 
-The client's send loop, ``wait_for`` and the watch all ask ``RetryPolicy.is_transient``;
-``RetryPolicy.delay`` is pure, and the caller extends the shared ``CoolDown`` itself.
+``decide(exc, context)`` is the table every loop asks (a single call's retry loop,
+``watch``, gap closing, ``wait_for``, a fleet worker): retry, mark this server failing,
+or end the loop. ``Backoff`` is the one backoff (request retries, a failing server's
+cadence, Redis reconnects). ``RetryPolicy.delay`` is pure, and the caller extends the
+shared ``CoolDown`` itself.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import random
 import time
@@ -17,7 +20,30 @@ from email.utils import parsedate_to_datetime
 
 import attrs
 
-from .errors import ACPError, APIConnectionError, APIStatusError
+from .errors import (
+    ACPError,
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+)
+
+__all__ = (
+    "LOOP_ENDING",
+    "Backoff",
+    "Context",
+    "CoolDown",
+    "Kind",
+    "RetryPolicy",
+    "Verdict",
+    "decide",
+    "instant_backoff",
+    "jittered",
+    "kind_of",
+    "parse_retry_after",
+)
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -35,14 +61,102 @@ def instant_backoff() -> Iterator[None]:
         _instant = previous
 
 
-def client_delay(delay: float) -> float:
-    """A delay the client chose (not the server), or zero under ``instant_backoff``."""
-    return 0.0 if _instant else delay
-
-
 def jittered(delay: float, spread: float = 0.2) -> float:
     """``delay`` spread by +-``spread`` so many callers drift apart; exact under the switch."""
     return delay if _instant else delay * random.uniform(1 - spread, 1 + spread)
+
+
+@attrs.frozen
+class Backoff:
+    """Capped exponential backoff with full jitter: before try ``n`` (1-based) after a
+    failure, wait a random time in ``[0, min(cap, first * 2**(n-1))]``; zero under
+    ``instant_backoff``. Full jitter spreads many waiters over the whole range, so a
+    fleet that failed together does not retry together."""
+
+    first: float
+    cap: float
+
+    def delay(self, tries: int) -> float:
+        if _instant:
+            return 0.0
+        # The exponent is capped: a failure streak of any length never overflows a float.
+        ceiling = min(self.cap, self.first * 2.0 ** min(max(tries - 1, 0), 64))
+        return random.uniform(0.0, ceiling)
+
+
+class Verdict(enum.Enum):
+    """What a loop does with an error."""
+
+    RETRY = "retry"  # the same request may succeed later: send it again
+    FAILING = "failing"  # this server is failing; every other server goes on
+    END = "end"  # no later poll can fix it: the loop ends, raising the error
+
+
+class Context(enum.Enum):
+    """Where the error was met: the columns of ``LOOP_ENDING``."""
+
+    CALL = "single call"  # the send path's retry loop (list, iter, pages, list_many)
+    WATCH = "watch poll"  # client.runs.watch, one server's poll
+    GAP = "gap closing"  # a larger page asked for after a full page of new runs
+    WAIT_FOR = "wait_for"  # client.runs.wait_for, until its deadline
+    FLEET = "fleet poll"  # a fleet worker, one claimed server's poll
+
+
+class Kind(enum.Enum):
+    """What went wrong: the rows of ``LOOP_ENDING``."""
+
+    REFUSED_TOKEN = "401: the token was refused"
+    REFUSED_REQUEST = "400/422 while no server has answered this request yet"
+    REFUSED_FOR_SERVER = "400/422 once a server has answered this request"
+    TRANSIENT = "connection error, timeout, 408, 409, 429, 500, 502, 503, 504"
+    INVALID = "ResponseValidationError: a body that cannot be read, decoded or structured"
+    OTHER = "any other ACPError: 402, 403, 404, 413, 501, a redirect off the origin"
+    BUG = "any other exception: a bug, ours or a dependency's"
+
+
+_R, _F, _E = Verdict.RETRY, Verdict.FAILING, Verdict.END
+
+# Which errors end a loop: the one table. In a single call "end" raises to the caller
+# (no loop to keep); in gap closing "failing" means the larger page failed and the page
+# already read stands (the server did answer), while "end" ends the watch or the worker.
+# In a watch or a fleet poll, "failing" is an error event (watch) or the failing set
+# (fleet) and the failing cadence; a bug there is caught at that server's boundary,
+# logged once with its traceback, and counted as that server failing.
+#                        CALL WATCH GAP WAIT_FOR FLEET
+LOOP_ENDING: dict[Kind, dict[Context, Verdict]] = {
+    kind: dict(zip(Context, row, strict=True))
+    for kind, row in {
+        Kind.REFUSED_TOKEN:      (_E, _E, _E, _E, _E),
+        Kind.REFUSED_REQUEST:    (_E, _E, _F, _E, _F),
+        Kind.REFUSED_FOR_SERVER: (_E, _F, _F, _E, _F),
+        Kind.TRANSIENT:          (_R, _F, _F, _R, _F),
+        Kind.INVALID:            (_E, _F, _F, _R, _F),
+        Kind.OTHER:              (_E, _F, _F, _E, _F),
+        Kind.BUG:                (_E, _F, _F, _E, _F),
+    }.items()
+}  # fmt: skip
+
+
+def kind_of(exc: BaseException, *, answered: bool = False) -> Kind:
+    """The row of ``exc``; ``answered``: a server has answered this loop's request."""
+    if isinstance(exc, AuthenticationError):
+        return Kind.REFUSED_TOKEN
+    if isinstance(exc, BadRequestError | UnprocessableEntityError):
+        return Kind.REFUSED_FOR_SERVER if answered else Kind.REFUSED_REQUEST
+    if isinstance(exc, APIStatusError):
+        return Kind.TRANSIENT if exc.status in RETRYABLE_STATUSES else Kind.OTHER
+    if isinstance(exc, APIConnectionError):
+        return Kind.TRANSIENT
+    if isinstance(exc, ResponseValidationError):
+        return Kind.INVALID
+    return Kind.OTHER if isinstance(exc, ACPError) else Kind.BUG
+
+
+def decide(exc: BaseException, context: Context, *, answered: bool = False) -> Verdict:
+    """Retry, mark this server failing, or end the loop: ``LOOP_ENDING`` for ``exc`` met
+    in ``context``. ``answered``: some server has already answered the loop's request
+    successfully (it matters only for a 400/422 in a watch)."""
+    return LOOP_ENDING[kind_of(exc, answered=answered)][context]
 
 
 @attrs.frozen
@@ -53,29 +167,30 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 8.0
     max_retry_after: float = 60.0
+    _backoff: Backoff = attrs.field(init=False, repr=False)
+
+    @_backoff.default
+    def _make_backoff(self) -> Backoff:
+        return Backoff(self.initial_backoff, self.max_backoff)
 
     def backoff(self, retry: int) -> float:
         """Delay before retry number ``retry`` (1-based)."""
-        # The exponent is capped: a huge max_retries must not overflow a float.
-        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** min(retry - 1, 32))
-        return client_delay(random.uniform(0, ceiling))
+        return self._backoff.delay(retry)
 
     def is_transient(self, exc: BaseException) -> bool:
-        """Could the same request succeed if sent again later?
-
-        Connection errors, timeouts and statuses 408, 409, 429, 500, 502-504 could; a
-        malformed 2xx body or any other status will not fix itself.
+        """Could the same request succeed if sent again later? ``LOOP_ENDING``'s answer
+        for a single call: connection errors, timeouts and statuses 408, 409, 429, 500,
+        502-504 could; a malformed 2xx body or any other status will not fix itself.
         """
-        if isinstance(exc, APIStatusError):
-            return exc.status in RETRYABLE_STATUSES
-        return isinstance(exc, APIConnectionError)
+        return decide(exc, Context.CALL) is Verdict.RETRY
 
     def delay(self, exc: ACPError, attempt: int, time_left: float) -> float | None:
         """Seconds to wait before retrying after ``exc`` on attempt ``attempt`` (1-based), or
-        None to give up: not transient, out of retries, a ``Retry-After`` beyond the cap, or
-        no time left for the wait. It changes nothing: a 429's shared pause is the caller's.
+        None to give up: ``LOOP_ENDING`` says not to retry it, out of retries, a
+        ``Retry-After`` beyond the cap, or no time left for the wait. It changes nothing: a
+        429's shared pause is the caller's.
         """
-        if attempt > self.max_retries or not self.is_transient(exc):
+        if attempt > self.max_retries or decide(exc, Context.CALL) is not Verdict.RETRY:
             return None
         retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
         if retry_after is not None and retry_after > self.max_retry_after:

@@ -11,6 +11,7 @@ from yarl import URL
 from . import _converter, _pagination, _validate
 from ._fanout import as_completed_bounded
 from ._log import log
+from ._retry import Context, Verdict, decide
 from ._transport import Transport
 from ._watch import Watcher, WatchState
 from .errors import ACPError, WaitTimeoutError
@@ -122,11 +123,12 @@ class Runs:
         """Poll ``server_ids`` and yield a ``RunEvent`` per created or updated run, or error.
 
         Runs forever; break out or cancel to stop. Pass a ``WatchState`` to resume.
-        An ``AuthenticationError`` ends the watch: no poll can succeed without a new token.
+        An ``AuthenticationError`` ends the watch (no poll can succeed without a new
+        token), and so does a 400/422 while no server has answered the watch's request;
+        which errors end it is ``_retry.LOOP_ENDING``'s answer.
         """
         watcher = Watcher(
             self._fetch_page,
-            self._transport.retry,
             _validate.server_id_iterable(server_ids),
             interval=_validate.positive_seconds("interval", interval),
             limit=_validate.int_at_least("limit", limit, 1),
@@ -147,8 +149,10 @@ class Runs:
     ) -> AgentRun:
         """Poll until run ``run_id`` is terminal and return it.
 
-        Transient errors are retried until the deadline; after ``timeout`` seconds a
-        ``WaitTimeoutError`` (a ``TimeoutError``) carries the last state seen, or None.
+        Transient errors and invalid responses are retried until the deadline (others
+        are raised); after ``timeout`` seconds a ``WaitTimeoutError`` (a ``TimeoutError``)
+        carries the last state seen, or None, and has the last poll's error (if it
+        failed) as its ``__cause__``.
         """
         url = self._url(server_id, limit)
         if not isinstance(run_id, str) or not run_id:
@@ -159,11 +163,15 @@ class Runs:
         )
         last: AgentRun | None = None  # the newest state seen
         missing = False  # the last successful poll did not list the run
+        error: ACPError | None = None  # the last poll's error, if it failed
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
                     polled = await self._poll_run(url)
-                    if polled is not None:
+                    if isinstance(polled, ACPError):
+                        error = polled
+                    else:
+                        error = None
                         found = next((run for run in polled.data if run.id == run_id), None)
                         if found is None and not missing:
                             log.warning(
@@ -182,17 +190,17 @@ class Runs:
                 raise
             raise _wait_timeout(
                 server_id, run_id, last, missing=missing, timeout=timeout, limit=limit
-            ) from None
+            ) from error
 
-    async def _poll_run(self, url: URL) -> AgentRunList | None:
-        """The newest runs, or None when this poll failed transiently."""
+    async def _poll_run(self, url: URL) -> AgentRunList | ACPError:
+        """The newest runs, or the error of a poll to try again (``LOOP_ENDING``)."""
         try:
             page, _ = await self._fetch(url)
         except ACPError as exc:
-            if not self._transport.retry.is_transient(exc):
+            if decide(exc, Context.WAIT_FOR) is Verdict.END:
                 raise
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
-            return None
+            return exc
         return page
 
 

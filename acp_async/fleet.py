@@ -36,7 +36,7 @@ from . import _converter, _json, _validate
 from ._client import ACPClient
 from ._log import log
 from ._observe import NO_OBSERVER, Observer
-from ._watch._redis import REDIS_UNAVAILABLE, FleetStatus, RedisStore, redis_backoff
+from ._watch._redis import REDIS_BACKOFF, REDIS_UNAVAILABLE, FleetStatus, RedisStore
 from ._watch._worker import Worker
 from .errors import ResponseValidationError
 from .models import AgentRun, RunStatus
@@ -217,7 +217,7 @@ class RedisFleet:
                 continue
             except REDIS_UNAVAILABLE as exc:
                 failures += 1
-                pause = redis_backoff(failures)
+                pause = REDIS_BACKOFF.delay(failures)
                 log.warning("fleet events: Redis unavailable (%s); retrying in %.2fs", exc, pause)
                 await asyncio.sleep(pause)
                 continue

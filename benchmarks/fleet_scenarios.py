@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from acp_async import ACPClient, AgentRunList, _converter, _json
-from acp_async._retry import RetryPolicy
 from acp_async._watch import Watcher, WatchState
 from acp_async._watch._diff import diff
 from acp_async._watch._poll import poll
 from acp_async._watch._redis import RedisStore
-from acp_async._watch._schedule import next_delay
+from acp_async._watch._settle import settle
 from acp_async._watch._state import ServerState, body_digest
 from acp_async.fleet import RedisFleet
 from acp_async.testing import FakeACPServer, instant_backoff
@@ -234,9 +233,7 @@ async def _inprocess_held_bytes(servers: int, runs: int, output: int) -> float:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     state = WatchState()
-    watcher = Watcher(
-        fetch, RetryPolicy(), ids, interval=60.0, limit=runs, concurrency=16, state=state
-    )
+    watcher = Watcher(fetch, ids, interval=60.0, limit=runs, concurrency=16, state=state)
     events = watcher.events()
     seen = 0
     async for _ in events:
@@ -279,9 +276,10 @@ def _without_a_loop(coroutine: Any) -> Any:
 def unchanged_cpu(loops: int, reps: int) -> dict[str, float]:
     """CPU of the engine's whole work on a poll whose 50 runs (5 KB outputs) did not
     change, as either store does it: the state unpacked from its bytes, ``poll`` given
-    the body (digested, found equal to the last page's), the next delay, the state
-    packed again. Against structuring that page into models, and against decoding and
-    structuring it (a poll without the watch's memory). All start from the same bytes."""
+    the body (digested, found equal to the last page's), ``settle`` (the next delay),
+    the state packed again. Against structuring that page into models, and against
+    decoding and structuring it (a poll without the watch's memory). All start from the
+    same bytes."""
     page = _page(50, 5_000)
     body = _json.dumps(page)
     first = diff(_converter.page_items(page), ServerState())[0]
@@ -296,8 +294,7 @@ def unchanged_cpu(loops: int, reps: int) -> dict[str, float]:
         known = ServerState.unpack(saved)
         polled = _without_a_loop(poll(fetch, "srv", 50, known))
         assert not polled.items  # the page was not even decoded
-        next_delay(polled.fresh, 1.0, failed=False, busy=polled.fresh.busy())
-        polled.fresh.pack()
+        settle(known, polled, 1.0).state.pack()
 
     def structured() -> None:
         _converter.structure(page, AgentRunList)

@@ -17,7 +17,6 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from acp_async._retry import RetryPolicy
 from acp_async._watch import Watcher, WatchState
 from acp_async.testing import instant_backoff
 
@@ -48,9 +47,7 @@ async def _watch(servers: int, polls: int, *, trace: bool) -> tuple[float, float
     ids = [f"srv_{i:06d}" for i in range(servers)]
     runs: Any = _FakeRuns(ids)
     state = WatchState()
-    watcher = Watcher(
-        runs.list, RetryPolicy(), ids, interval=0.001, limit=50, concurrency=16, state=state
-    )
+    watcher = Watcher(runs.list, ids, interval=0.001, limit=50, concurrency=16, state=state)
     first = servers * RUNS_PER_SERVER  # every run is "created" on the first poll
     wanted = first + servers * (polls - 1)
     gc.collect()

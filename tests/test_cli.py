@@ -592,6 +592,39 @@ async def test_watch_ends_with_exit_1_when_the_token_is_refused(fleet: FakeACPSe
     assert SECRET not in result.err
 
 
+@pytest.mark.parametrize("status", [400, 422])
+async def test_watch_refused_on_its_first_poll_exits_1_with_one_line(
+    fleet: FakeACPServer, status: int
+) -> None:
+    """A 400/422 before any server answered the watch's request ends it: exit 1, one line."""
+    fleet.fail("status", status=status, times=1)
+    sid = fleet.server_ids[0]
+    result = await run("runs", "watch", sid, "--interval", "0.05", env=cli_env(fleet))
+    line = assert_clean_error(result, 1)
+    assert f"HTTP {status}" in line
+    assert "watch stopped" in line
+
+
+def test_an_api_error_no_command_handles_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Any ACPError a command lets out is one line and exit 1; -v adds the traceback."""
+    import argparse
+
+    from acp_async import NotFoundError
+    from acp_async.cli._app import run as run_command
+    from acp_async.cli._parser import Command
+
+    async def fails(args: argparse.Namespace) -> int:
+        raise NotFoundError("no such server", status=404)
+
+    for verbose in (0, 1):
+        args = argparse.Namespace(verbose=verbose)
+        assert run_command(Command(fails), args, None) == 1
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1] == "acp-async: HTTP 404 Not Found: no such server"
+        assert ("Traceback" in err) is bool(verbose)
+        assert len(err.splitlines()) == 1 or verbose
+
+
 # -- fake-server and demo -------------------------------------------------------------------
 
 

@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from acp_async import ACPClient, NotFoundError, RunStatus, WaitTimeoutError
+from acp_async import (
+    ACPClient,
+    AuthenticationError,
+    NotFoundError,
+    ResponseValidationError,
+    RunStatus,
+    WaitTimeoutError,
+)
 from acp_async.testing import FakeACPServer
 
 from .conftest import settled, wait_until
@@ -95,6 +102,37 @@ async def test_timeout_bounds_a_slow_request(no_backoff: None) -> None:
         # The one poll was cut by the deadline: left to run, it would have been answered.
         [poll] = await settled(fake)
         assert (poll.fault, poll.status) == ("latency", None)
+
+
+async def test_an_invalid_page_is_retried(fake: FakeACPServer, no_backoff: None) -> None:
+    """A page that cannot be read (a poisoned run elsewhere on it, a cut body) is polled
+    again until the deadline: the run is returned once a page can be read."""
+    run = fake.add_run(SERVER, status="completed")
+    fake.fail("malformed", times=3)
+    async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+        done = await client.runs.wait_for(SERVER, run["id"], interval=0.01, timeout=10)
+    assert done.id == run["id"]
+    assert [r.fault for r in fake.requests] == ["malformed"] * 3 + [None]
+
+
+async def test_the_timeout_carries_the_last_error_as_its_cause(
+    fake: FakeACPServer, no_backoff: None
+) -> None:
+    """Every poll failing: the WaitTimeoutError's __cause__ is the last poll's error."""
+    fake.fail("malformed", times=10_000)
+    async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+        with pytest.raises(WaitTimeoutError, match="never appeared") as info:
+            await client.runs.wait_for(SERVER, "run-x", interval=0.01, timeout=0.5)
+    assert isinstance(info.value.__cause__, ResponseValidationError)
+
+
+async def test_a_refused_token_is_raised_at_once(fake: FakeACPServer, no_backoff: None) -> None:
+    """A 401 ends the wait: no later poll can succeed."""
+    fake.fail("status", status=401, times=10)
+    async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+        with pytest.raises(AuthenticationError):
+            await client.runs.wait_for(SERVER, "run-x", interval=0.01, timeout=10)
+    assert len(fake.requests) == 1
 
 
 @pytest.mark.parametrize(

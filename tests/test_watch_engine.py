@@ -1,4 +1,5 @@
-"""The watch engine: compact state, fingerprints before structuring, errors that end it."""
+"""The watch engine: compact state, fingerprints before structuring, errors that end it,
+and one server's boundary (a bug fails that server only)."""
 
 from __future__ import annotations
 
@@ -250,7 +251,11 @@ def test_failing_cadence_never_exceeds_32_intervals() -> None:
     from acp_async._watch._state import ServerState
 
     state = ServerState()
-    delays = [next_delay(state, 1.0, failed=True, busy=False) for _ in range(2000)]
+    delays = []
+    for _ in range(2000):
+        delay, state = next_delay(state, 1.0, failed=True, busy=False)
+        delays.append(delay)
+    assert min(delays) >= 1.0  # never sooner than a healthy server
     assert max(delays) <= ERROR_CAP
     assert max(delays) > ERROR_CAP * 0.8  # still jittered below the cap
 
@@ -267,3 +272,142 @@ def test_fleet_event_keys_tell_a_returning_changed_run_apart() -> None:
     assert first.startswith("srv%201/r%2F1/1.")
     assert event_key("srv 1", "r/1", 1, before) == first
     assert event_key("srv 1", "r/1", 1, after) != first
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_a_refused_request_after_an_answer_makes_only_that_server_failing(
+    no_backoff: None, status: int
+) -> None:
+    """Once a server has answered the watch's request, a 400/422 from one server is an
+    error event for that server (which stays watched), not the end of the watch."""
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        bad, good = fake.server_ids
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch([bad, good], interval=INTERVAL)
+            async with aclosing(stream):
+                first = await take(stream, 2)
+                fake.fail("status", status=status, times=2, server_id=bad)
+                errors = await take(stream, 2)
+                fake.add_run(bad)
+                fake.add_run(good)
+                after = await take(stream, 2)
+    assert {(e.kind, e.server_id) for e in first} == {("created", bad), ("created", good)}
+    assert [(e.kind, e.server_id) for e in errors] == [("error", bad)] * 2
+    assert all(isinstance(e.error, (BadRequestError, UnprocessableEntityError)) for e in errors)
+    assert {(e.kind, e.server_id) for e in after} == {("created", bad), ("created", good)}
+
+
+async def test_a_bug_in_one_servers_diff_fails_only_that_server(
+    no_backoff: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception injected into the diff step of one server's polls: that server gets
+    error events ("internal error", the exception as the cause), each logged once at
+    ERROR with its traceback and never retried as a connection error; the other server
+    goes on, and the first server recovers when the bug is gone."""
+    from acp_async import ACPError
+    from acp_async._watch import _poll
+
+    real_diff = _poll.diff
+    broken: set[str] = set()
+
+    def diff(items: list[dict[str, object]], known: object) -> object:
+        if any(item.get("serverId") in broken for item in items):
+            raise RuntimeError("injected into the diff step")
+        return real_diff(items, known)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_poll, "diff", diff)
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        bad, good = fake.server_ids
+        broken.add(bad)
+        # Retries on: a bug must not be retried as if it were a connection error.
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=2) as client:
+            stream = client.runs.watch([bad, good], interval=INTERVAL)
+            async with aclosing(stream):
+                events = []
+                while not any(e.server_id == good for e in events) or len(events) < 4:
+                    events += await take(stream, 1)
+                fake.add_run(good)
+                while (event := (await take(stream, 1))[0]).server_id != good:
+                    events.append(event)
+                assert event.kind == "created"  # the good server's new run, still reported
+                broken.clear()
+                while (event := (await take(stream, 1))[0]).kind == "error":
+                    events.append(event)
+                requests_of_bad = sum(r.server_id == bad for r in fake.requests)
+    assert (event.kind, event.server_id) == ("created", bad)  # recovered
+    errors = [e for e in events if e.kind == "error"]
+    assert errors
+    assert all(e.server_id == bad for e in errors)
+    for error_event in errors:
+        assert type(error_event.error) is ACPError
+        assert str(error_event.error) == "internal error: RuntimeError: injected into the diff step"
+        assert isinstance(error_event.error.__cause__, RuntimeError)
+    assert requests_of_bad == len(errors) + 1  # one request a poll: none retried
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == len(errors)  # once each, with the traceback
+    assert all(bad in r.getMessage() and r.exc_info is not None for r in logged)
+    assert all(r.exc_info[0] is RuntimeError for r in logged if r.exc_info)
+
+
+def _nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+async def test_a_run_nested_300_levels_deep_fails_only_its_server(
+    no_backoff: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """orjson refuses to encode 300 levels while the run is fingerprinted (a TypeError): the
+    poisoned server gets error events, every other server goes on."""
+    pytest.importorskip("orjson")
+    async with FakeACPServer(servers=2, runs_per_server=1) as fake:
+        bad, good = fake.server_ids
+        fake.set_run(bad, fake.runs(bad)[0]["id"], metadata=_nested(300))
+        async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
+            stream = client.runs.watch([bad, good], interval=INTERVAL)
+            async with aclosing(stream):
+                events = await take(stream, 2)
+                while not any(e.server_id == bad for e in events):
+                    events += await take(stream, 1)
+                fake.set_run(good, fake.runs(good)[0]["id"], title="changed")
+                while (event := (await take(stream, 1))[0]).kind != "updated":
+                    events.append(event)
+    assert (event.server_id, event.run and event.run.title) == (good, "changed")
+    assert ("created", good) in {(e.kind, e.server_id) for e in events}
+    poisoned = [e for e in events if e.server_id == bad]
+    assert poisoned
+    assert all(e.kind == "error" for e in poisoned)
+    assert all(isinstance(e.error and e.error.__cause__, TypeError) for e in poisoned)
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+
+
+def test_settle_is_one_pure_step_for_both_stores(no_backoff: None) -> None:
+    """settle() turns a poll's outcome into the new state, the next delay and the changes,
+    changing neither the known state nor the poll: a failure keeps the known runs at the
+    failing cadence, a busy page keeps the interval."""
+    from acp_async import InternalServerError
+    from acp_async._watch._diff import diff
+    from acp_async._watch._poll import Polled
+    from acp_async._watch._settle import settle
+    from acp_async._watch._state import ServerState
+
+    items = [{"id": "r1", "status": "running"}, {"id": "r2", "status": "completed"}]
+    known = ServerState(polled=True, quiet_polls=2, errors=0)
+    fresh, changes = diff(items, known)
+    polled = Polled(items, fresh, changes, known)
+    known_before, fresh_before = known.pack(), fresh.pack()
+
+    good = settle(known, polled, 2.0)
+    error = InternalServerError("x", status=503)
+    failed = settle(known, error, 2.0)
+    again = settle(failed.state, error, 2.0)
+
+    assert (known.pack(), fresh.pack()) == (known_before, fresh_before)
+    assert (good.error, good.delay, [c.run_id for c in good.changes]) == (None, 2.0, ["r2", "r1"])
+    assert good.state.runs == fresh.runs
+    assert (good.state.quiet_polls, good.state.errors) == (0, 0)  # busy: a run is running
+    assert (failed.error, failed.changes, failed.state.runs) == (error, (), known.runs)
+    assert (failed.state.errors, again.state.errors) == (1, 2)
+    assert failed.delay == again.delay == 2.0  # one interval under the testing switch

@@ -12,19 +12,19 @@ import base64
 import binascii
 import heapq
 import itertools
-from collections.abc import AsyncGenerator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
 from .. import _converter, _validate
 from .._observe import NO_OBSERVER, Observer
-from .._retry import RetryPolicy
-from ..errors import ACPError, ResponseValidationError
+from .._retry import Context, Verdict, decide
+from ..errors import ResponseValidationError
 from ..models import AgentRunList, RunEvent
 from ._diff import Change, summary
-from ._poll import FetchPage, Polled, poll
-from ._schedule import next_delay
+from ._poll import FetchPage, poll
+from ._settle import Settled, contained, settle
 from ._state import Seen, ServerState, fingerprint, id_digest
 
 __all__ = ("WatchState", "Watcher")
@@ -99,7 +99,6 @@ class Watcher:
     def __init__(
         self,
         fetch: FetchPage,
-        policy: RetryPolicy,
         server_ids: Iterable[str],
         *,
         interval: float,
@@ -109,7 +108,6 @@ class Watcher:
         observer: Observer = NO_OBSERVER,
     ) -> None:
         self._fetch = fetch
-        self._policy = policy
         self._source = server_ids
         self._interval = interval
         self._limit = limit
@@ -117,6 +115,7 @@ class Watcher:
         self._state = state
         self._observer = observer
         self._lateness: dict[asyncio.Future[Any], float] = {}
+        self._answered = False  # a server has answered the watch's request: see LOOP_ENDING
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
         loop = asyncio.get_running_loop()
@@ -126,17 +125,14 @@ class Watcher:
         queue = [(0.0, order, sid) for order, sid in enumerate(ids)]
         del ids
         order = itertools.count(len(queue))  # breaks ties in the queue: first come, first polled
-        in_flight: dict[asyncio.Future[Polled | ACPError], tuple[str, ServerState]] = {}
+        in_flight: dict[asyncio.Future[Settled], str] = {}
         try:
             while queue or in_flight:
                 now = loop.time()
                 while queue and queue[0][0] <= now and len(in_flight) < self._concurrency:
                     due, _, sid = heapq.heappop(queue)
-                    known = self._known(sid)
-                    started = asyncio.ensure_future(
-                        poll(self._fetch, sid, self._limit, known, self._policy)
-                    )
-                    in_flight[started] = (sid, known)
+                    started = asyncio.ensure_future(self._poll(sid, self._known(sid)))
+                    in_flight[started] = sid
                     self._lateness[started] = max(0.0, now - due) if due else 0.0
                 idle = len(in_flight) >= self._concurrency or not queue
                 wake_in = None if idle else max(0.0, queue[0][0] - now)
@@ -148,9 +144,9 @@ class Watcher:
                     in_flight, timeout=wake_in, return_when=asyncio.FIRST_COMPLETED
                 )
                 for finished in done:
-                    sid, known = in_flight.pop(finished)
+                    sid = in_flight.pop(finished)
                     late = self._lateness.pop(finished)
-                    delay, events = self._apply(sid, known, finished.result(), late)
+                    delay, events = self._apply(sid, finished.result(), late)
                     for event in events:
                         yield event
                     heapq.heappush(queue, (loop.time() + delay, next(order), sid))
@@ -166,22 +162,32 @@ class Watcher:
             return ServerState()
         return saved if isinstance(saved, ServerState) else ServerState.unpack(saved)
 
-    def _apply(
-        self, sid: str, known: ServerState, outcome: Polled | ACPError, late: float
-    ) -> tuple[float, Iterator[RunEvent]]:
-        """The server's next delay, and the events of its poll (which update the state)."""
-        self._observer.watch_polled(ok=not isinstance(outcome, ACPError), late=late)
-        if isinstance(outcome, ACPError):
-            delay = next_delay(known, self._interval, failed=True, busy=False)
-            self._state.servers[sid] = known.pack()
+    async def _poll(self, sid: str, known: ServerState) -> Settled:
+        """One server's poll, settled. This is that server's boundary: whatever else it
+        raises is that server's failure (see ``contained``), never the watch's end."""
+        try:
+            return settle(known, await poll(self._fetch, sid, self._limit, known), self._interval)
+        except Exception as exc:  # one server's isolation boundary, and only here
+            return settle(known, contained(exc, sid, Context.WATCH), self._interval)
+
+    def _apply(self, sid: str, settled: Settled, late: float) -> tuple[float, Iterator[RunEvent]]:
+        """The server's next delay, and the events of its poll (which update the state).
+        An error that ``LOOP_ENDING`` says ends the watch is raised."""
+        error = settled.error
+        if error is not None and (
+            decide(error, Context.WATCH, answered=self._answered) is Verdict.END
+        ):
+            raise error
+        self._answered = self._answered or error is None
+        self._observer.watch_polled(ok=error is None, late=late)
+        if error is not None:
+            self._state.servers[sid] = settled.state.pack()
             self._observer.watch_event("error")
-            return delay, iter((RunEvent("error", sid, error=outcome),))
-        fresh, changes = outcome.fresh, outcome.changes
-        delay = next_delay(fresh, self._interval, failed=False, busy=bool(changes) or fresh.busy())
-        return delay, self._hand_over(sid, outcome.against, fresh, changes)
+            return settled.delay, iter((RunEvent("error", sid, error=error),))
+        return settled.delay, self._hand_over(sid, settled.against, settled.state, settled.changes)
 
     def _hand_over(
-        self, sid: str, known: ServerState, fresh: ServerState, changes: list[Change]
+        self, sid: str, known: ServerState, fresh: ServerState, changes: Sequence[Change]
     ) -> Iterator[RunEvent]:
         if not changes:  # the steady state: the runs are not even read
             self._state.servers[sid] = fresh.pack()

@@ -9,12 +9,12 @@ import attrs
 
 from .. import _converter
 from .._log import log
-from .._retry import RetryPolicy
-from ..errors import ACPError, AuthenticationError, BadRequestError, UnprocessableEntityError
+from .._retry import Context, Verdict, decide
+from ..errors import ACPError
 from ._diff import Change, diff, is_gap
 from ._state import ServerState, UnreadableState, body_digest
 
-__all__ = ("FetchPage", "Polled", "ends_watch", "poll")
+__all__ = ("FetchPage", "Polled", "poll")
 
 
 T = TypeVar("T")
@@ -48,35 +48,26 @@ class Polled:
 GAP_CAP = 16  # gap closing doubles limit up to this many times the watch's limit
 
 
-def ends_watch(exc: ACPError, policy: RetryPolicy | None) -> bool:
-    """No later poll can fix it: a refused token, or the host refusing our own request.
-    Anything the retry policy calls transient never ends it (a 403/404 server neither:
-    access may be granted later)."""
-    if policy is not None and policy.is_transient(exc):
-        return False
-    return isinstance(exc, AuthenticationError | BadRequestError | UnprocessableEntityError)
+async def poll(fetch: FetchPage, sid: str, limit: int, known: ServerState) -> Polled | ACPError:
+    """The newest runs of ``sid`` diffed against ``known``, or the error of a failed poll
+    (whether it ends the loop is the caller's question to ``_retry.decide``).
 
-
-async def poll(
-    fetch: FetchPage, sid: str, limit: int, known: ServerState, policy: RetryPolicy | None = None
-) -> Polled | ACPError:
-    """The newest runs of ``sid`` diffed against ``known``, or the error of a failed poll.
-
-    An error that ends the watch (``ends_watch``) is raised. If every run of a full page
-    is new, re-polls with doubled ``limit`` (up to ``GAP_CAP`` times) before answering;
-    an error while closing the gap (say the host refuses a larger page) reports the last
-    page, except a refused token.
+    If every run of a full page is new, re-polls with doubled ``limit`` (up to
+    ``GAP_CAP`` times) before answering; an error while closing the gap (say the host
+    refuses a larger page) reports the last page, unless ``decide`` says it ends the
+    loop (a refused token): then that error is the outcome.
     """
 
     digest = b""  # of the page being read: peek sees its bytes, parse its JSON
 
     def peek(body: bytes) -> Polled | None:
-        """An identical page: nothing to decode, structure or diff."""
+        """An identical page: nothing to decode, structure or diff (the known state is the
+        new one as it is, runs unread; nothing changes a state in place)."""
         nonlocal digest
         digest = body_digest(body)
         if not digest or not known.polled or digest != known.page:
             return None
-        return Polled([], known.unchanged(), [], known)
+        return Polled([], known, [], known)
 
     def parse(body: Any) -> Polled:
         nonlocal known
@@ -93,17 +84,15 @@ async def poll(
     try:
         polled = await fetch(sid, limit, parse, peek)
     except ACPError as exc:
-        if ends_watch(exc, policy):
-            raise
         return exc
     size = limit
     while size < limit * GAP_CAP and is_gap(polled.items, known, size):
         size = min(size * 2, limit * GAP_CAP)
         try:
             polled = await fetch(sid, size, parse, peek)
-        except AuthenticationError:
-            raise
         except ACPError as exc:
+            if decide(exc, Context.GAP) is Verdict.END:
+                return exc
             log.info("watch: closing a gap on %s with limit=%d failed: %s", sid, size, exc)
             break
     return polled

@@ -16,7 +16,6 @@ Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never ma
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,22 +24,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, TimeoutError
 
 from .._log import log
+from .._retry import Backoff
 from ._state import ServerState, UnreadableState
 
-__all__ = ("REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore", "Trip")
+__all__ = ("REDIS_BACKOFF", "REDIS_UNAVAILABLE", "Claim", "Commit", "RedisStore", "Trip")
 
 # What a worker or consumer waits out: Redis down, restarting (loading its AOF), or a
 # replica that was a primary before a failover.
 REDIS_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OSError)
-_MAX_REDIS_BACKOFF = 5.0  # seconds between tries while Redis is away, at most
-
-
-def redis_backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` tries in a row found Redis away: doubling from
-    0.1 s up to 5 s, jittered. The exponent is capped, so an outage of any length (say
-    hours of tries) never overflows a float."""
-    pause = min(_MAX_REDIS_BACKOFF, 0.05 * 2.0 ** min(failures, 16))
-    return random.uniform(pause / 2, pause)
+# Between tries while Redis is away: full jitter from 0.1 s, doubling, up to 5 s (the
+# exponent is capped, so an outage of any length never overflows a float).
+REDIS_BACKOFF = Backoff(first=0.1, cap=5.0)
 
 
 _NOW = """

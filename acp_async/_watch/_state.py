@@ -174,12 +174,13 @@ class ServerState:
 
     def unchanged(self) -> ServerState:
         """The state after a poll whose page is the last one's: the same runs, unread."""
+        return self.rescheduled(quiet_polls=self.quiet_polls, errors=self.errors)
+
+    def rescheduled(self, *, quiet_polls: int, errors: int) -> ServerState:
+        """A copy with these schedule counters: the same runs (still packed if they were),
+        ``self`` left as it is."""
         state = ServerState(
-            self._runs,
-            polled=self.polled,
-            quiet_polls=self.quiet_polls,
-            errors=self.errors,
-            page=self.page,
+            self._runs, polled=self.polled, quiet_polls=quiet_polls, errors=errors, page=self.page
         )
         state._keep(self._packed, self._count, self._packed_busy)
         return state

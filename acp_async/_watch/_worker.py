@@ -26,10 +26,11 @@ import attrs
 from .. import _converter, _json
 from .._log import log
 from .._observe import Observer
-from ..errors import ACPError, APITimeoutError, AuthenticationError
+from .._retry import Context, Verdict, decide
+from ..errors import ACPError, APITimeoutError
 from ._poll import FetchPage, Polled, poll
-from ._redis import REDIS_UNAVAILABLE, Claim, Commit, RedisStore, Trip, redis_backoff
-from ._schedule import next_delay
+from ._redis import REDIS_BACKOFF, REDIS_UNAVAILABLE, Claim, Commit, RedisStore, Trip
+from ._settle import contained, settle
 
 __all__ = ("Worker", "event_key")
 
@@ -56,6 +57,11 @@ def _stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _ends(outcome: Polled | ACPError) -> bool:
+    """``LOOP_ENDING``'s answer for a fleet poll: no later poll can fix it."""
+    return isinstance(outcome, ACPError) and decide(outcome, Context.FLEET) is Verdict.END
 
 
 def worker_id() -> str:
@@ -108,7 +114,7 @@ class Worker:
         self._finished: list[Commit] = []  # polled, commit not yet sent
         self._giving_back: list[Claim] = []  # held too long for a poll, not yet released
         self._cut_late: set[str] = set()  # servers whose last poll was cut, handed back
-        self._in_flight: dict[asyncio.Future[Any], _Running] = {}  # each a Polled | ACPError
+        self._in_flight: dict[asyncio.Future[Any], _Running] = {}  # each a Commit
         self._trips: dict[asyncio.Future[Any], Trip] = {}  # each a _Reply
         self._committing: set[str] = set()  # servers whose commit is in flight
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
@@ -150,7 +156,7 @@ class Worker:
                 if future in self._trips:
                     self._received(self._trips.pop(future), future.result())
                 else:
-                    # Settled before it leaves _in_flight: if the poll raised (a refused
+                    # Finished before it leaves _in_flight: if the poll raised (a refused
                     # token), _stop still finds its claim and hands it back.
                     self._finish(future, self._in_flight[future])
                     del self._in_flight[future]
@@ -198,14 +204,20 @@ class Worker:
             wait = max(0.001, min(self._interval, reply.next_due - reply.now))
             self._claim_at = loop_now + wait
 
-    async def _poll(self, claim: Claim) -> Polled | ACPError:
-        """One server's page; errors other than a refused token are the poll's outcome."""
+    async def _poll(self, claim: Claim) -> Commit:
+        """One server, from its poll to its commit. This is that server's boundary:
+        whatever else it raises is that server's failure (see ``contained``); only an
+        error ``LOOP_ENDING`` says ends the loop (a refused token) leaves, ending
+        ``work()``. A 400/422 leaves the server failing: the fleet keeps it."""
+        sid = claim.server_id
         try:
-            return await poll(self._fetch, claim.server_id, self._limit, claim.state)
-        except AuthenticationError:
-            raise
-        except ACPError as exc:  # a 400/422 too: the fleet keeps the server, failing
-            return exc
+            outcome = await poll(self._fetch, sid, self._limit, claim.state)
+            if not _ends(outcome):
+                return self._commit(claim, outcome)
+        except Exception as exc:  # one server's isolation boundary, and only here
+            return self._commit(claim, contained(exc, sid, Context.FLEET), logged=True)
+        assert isinstance(outcome, ACPError)
+        raise outcome
 
     def _cancel_overdue(self, now: float) -> float | None:
         """Cancel polls that reached the end of their claim's lease (less the margin its
@@ -239,41 +251,31 @@ class Worker:
             self._giving_back.append(claim)
             return
         self._cut_late.discard(sid)
-        self._finished.append(self._settle(claim, self._outcome(task)))
+        if task.cancelled():  # it outlived its claim's lease
+            timeout = APITimeoutError(f"the poll reached the end of its lease ({self._lease:g}s)")
+            self._finished.append(self._commit(claim, timeout))
+        else:
+            self._finished.append(task.result())
 
     def _started_late(self, running: _Running) -> bool:
         """It had less than 90% of the time its claim had on arrival: it waited."""
         claim = running.claim
         return self._left(claim, running.started) < 0.9 * self._left(claim, claim.arrived)
 
-    def _outcome(self, task: asyncio.Future[Any]) -> Polled | ACPError:
-        """A finished poll's result; one cancelled here outlived its claim's lease."""
-        if task.cancelled():
-            return APITimeoutError(f"the poll reached the end of its lease ({self._lease:g}s)")
-        result: Polled | ACPError = task.result()
-        return result
-
-    def _settle(self, claim: Claim, outcome: Polled | ACPError) -> Commit:
-        """A finished poll as a commit: the diff's events and the server's next delay."""
-        known = claim.state
+    def _commit(self, claim: Claim, outcome: Polled | ACPError, *, logged: bool = False) -> Commit:
+        """A finished poll as a commit: ``settle``'s new state and next delay, and the
+        changes as stream events. ``logged``: the failure was logged already."""
+        settled = settle(claim.state, outcome, self._interval)
         events: list[tuple[str, str, bytes, str]] = []
-        failed = isinstance(outcome, ACPError)
-        if isinstance(outcome, ACPError):
-            log.warning("fleet: polling %s failed: %s", claim.server_id, outcome)
-            self._observer.watch_polled(ok=False, late=claim.late)
-            delay = next_delay(known, self._interval, failed=True, busy=False)
-            fresh = known
-        else:
-            self._observer.watch_polled(ok=True, late=claim.late)
-            fresh, changes = outcome.fresh, outcome.changes
-            busy = bool(changes) or fresh.busy()
-            delay = next_delay(fresh, self._interval, failed=False, busy=busy)
-            for change in changes:
-                previous = "" if change.previous is None else str(change.previous.status or "")
-                key = event_key(claim.server_id, change.run_id, change.number, change.fingerprint)
-                run = _json.dumps(_converter.to_json(change.run))
-                events.append((key, change.kind, run, previous))
-        return Commit(claim, fresh.pack(), delay, failed, events)
+        for change in settled.changes:
+            previous = "" if change.previous is None else str(change.previous.status or "")
+            key = event_key(claim.server_id, change.run_id, change.number, change.fingerprint)
+            run = _json.dumps(_converter.to_json(change.run))
+            events.append((key, change.kind, run, previous))
+        self._observer.watch_polled(ok=not settled.failed, late=claim.late)
+        if settled.error is not None and not logged:
+            log.warning("fleet: polling %s failed: %s", claim.server_id, settled.error)
+        return Commit(claim, settled.state.pack(), settled.delay, settled.failed, events)
 
     async def _round_trip(self, trip: Trip) -> _Reply:
         """The trip, retried until Redis answers (with the same tokens: a retried commit
@@ -286,7 +288,7 @@ class Worker:
             except REDIS_UNAVAILABLE as exc:
                 _stop_if_cancelled()
                 self._redis_failures += 1
-                pause = redis_backoff(self._redis_failures)
+                pause = REDIS_BACKOFF.delay(self._redis_failures)
                 log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
                 for _ in trip.commits:
                     self._observer.fleet_committed("error")

@@ -1,7 +1,8 @@
 """Between the shell and a command: the parser, logging, the client, exit codes and signals.
 
 Exit codes: 0 ok, 1 an API or network error (or stdout closed early, ``| head``), 2 a
-usage error, 130 interrupted. Ctrl-C or SIGTERM is how ``runs watch`` and ``fake-server``
+usage error, 130 interrupted. An ``ACPError`` no command handled is one line on stderr
+(the traceback too with ``-v``). Ctrl-C or SIGTERM is how ``runs watch`` and ``fake-server``
 are meant to stop, so they exit 0 then.
 """
 
@@ -14,11 +15,12 @@ import logging
 import os
 import signal
 import sys
+import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import ACPClient, InsecureTransportWarning, __version__
+from .. import ACPClient, ACPError, InsecureTransportWarning, __version__
 from . import _demo, _fake, _metrics, _redis_fleet, _runs
 from ._parser import (
     ENVIRONMENT,
@@ -32,7 +34,7 @@ from ._parser import (
     add_global_options,
     fill_global_defaults,
 )
-from ._report import hide, warn, warning
+from ._report import clean, describe, hide, redact, warn, warning
 
 if TYPE_CHECKING:
     from ._parser import Subcommands
@@ -151,7 +153,14 @@ def run(command: Command, args: argparse.Namespace, client: ACPClient | None) ->
         async with client:
             return await command.run(args, client)
 
-    return _guarded(go, on_signal=command.on_signal)
+    try:
+        return _guarded(go, on_signal=command.on_signal)
+    except ACPError as exc:  # any the command left: one line and exit 1 (-v: the traceback)
+        if args.verbose:
+            for line in "".join(traceback.format_exception(exc)).splitlines():
+                print(redact(clean(line)), file=sys.stderr)
+        warn(describe(exc))
+        return FAILED
 
 
 def _guarded(make: Callable[[], Awaitable[int]], *, on_signal: int) -> int:

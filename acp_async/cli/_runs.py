@@ -256,8 +256,9 @@ async def _watch(args: argparse.Namespace, client: ACPClient, ids: list[str]) ->
                     emit(event_json(event))
                 elif event.run is not None:
                     show(event)
-    except AuthenticationError as exc:
-        warn(f"watch stopped: {describe(exc)}; set a valid ACP_API_KEY")
+    except ACPError as exc:  # LOOP_ENDING says no later poll can fix it
+        hint = "; set a valid ACP_API_KEY" if isinstance(exc, AuthenticationError) else ""
+        warn(f"watch stopped: {describe(exc)}{hint}")
         return 1
     return 0  # pragma: no cover - a watch with servers only ends by a signal or an error
 
