@@ -23,7 +23,8 @@ from ._world import Server, World
 
 __all__ = ("FakeACPServer",)
 
-RUNTIME_TOKEN_HEADER: Final = "X-Computer-Agents-Runtime-Token"
+# The platform's runtime client sends its token under both names; either is accepted.
+RUNTIME_TOKEN_HEADERS: Final = ("X-Computer-Agents-Runtime-Token", "X-Testbase-Runtime-Token")
 _DEFAULT_LIMIT: Final = 20
 _MAX_LIMIT: Final = 1000
 # How long aiohttp may wait for handlers at close(); stalls are woken before that.
@@ -35,7 +36,8 @@ class FakeACPServer:
 
     Use it as ``async with FakeACPServer() as fake:`` and point a client at
     ``fake.base_url`` with ``fake.token`` (or ``fake.runtime_token``, sent as
-    ``X-Computer-Agents-Runtime-Token``, as code inside an ACP resource does).
+    ``X-Computer-Agents-Runtime-Token`` or ``X-Testbase-Runtime-Token``, as code inside an
+    ACP resource does).
     A page lists its runs under both ``data`` and ``runs``, as the API
     documents; ``shape="data"`` or ``shape="runs"`` serves only one.
     Everything is deterministic for a given ``seed`` and sequence of calls;
@@ -160,7 +162,8 @@ class FakeACPServer:
 
     @property
     def runtime_token(self) -> str:
-        """The runtime token it accepts as ``X-Computer-Agents-Runtime-Token``."""
+        """The runtime token it accepts as ``X-Computer-Agents-Runtime-Token`` (or
+        ``X-Testbase-Runtime-Token``)."""
         return self._runtime_token
 
     @property
@@ -375,7 +378,7 @@ class FakeACPServer:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials == self._token:
             return "bearer"
-        if request.headers.get(RUNTIME_TOKEN_HEADER) == self._runtime_token:
+        if any(request.headers.get(h) == self._runtime_token for h in RUNTIME_TOKEN_HEADERS):
             return "runtime"
         return None
 
