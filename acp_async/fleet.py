@@ -29,7 +29,9 @@ try:
     from redis.exceptions import ResponseError
 except ImportError as exc:  # pragma: no cover - exercised when the extra is absent
     raise ImportError(
-        "acp_async.fleet needs the official Redis client: pip install 'acp-async[redis]'"
+        "acp_async.fleet needs the official Redis client, the 'redis' extra: from a clone of "
+        "the acp-async repository, pip install '.[redis]' (or pip install 'acp-async[redis]' "
+        "once it is published)"
     ) from exc
 
 from . import _converter, _json, _validate

@@ -19,7 +19,9 @@ try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 except ImportError as exc:  # say which extra brings it
     raise ImportError(
-        "acp_async.metrics needs the 'metrics' extra: pip install 'acp-async[metrics]'"
+        "acp_async.metrics needs the 'metrics' extra: from a clone of the acp-async "
+        "repository, pip install '.[metrics]' (or pip install 'acp-async[metrics]' once it "
+        "is published)"
     ) from exc
 
 from ._observe import Observer, RequestOutcome
