@@ -199,6 +199,7 @@ class ClientConfig:
         max_connections: the connection pool's size.
         max_response_bytes: the largest body read, in bytes, after decompression.
         proxy: the proxy requests go through, without its credentials, or None.
+        proxy_auth: the proxy's credentials (an ``aiohttp.BasicAuth``, not in ``repr``).
         trust_env: whether ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` were consulted.
         headers: every header sent with each request (the token's included; not in
             ``repr``).
@@ -243,7 +244,12 @@ class ClientConfig:
         proxy: str | None,
         trust_env: bool,
     ) -> ClientConfig:
-        """Arguments, then the environment (see ``_environment``), then defaults; validated."""
+        """The configuration of ``ACPClient(...)``: its arguments (api_key, runtime_token,
+        base_url, organization_id, server_id, timeout, connect_timeout, max_retries,
+        max_connections, default_headers, max_response_bytes, proxy, trust_env; see
+        ``help(ACPClient)``), then the environment, then the defaults; checked.
+
+        Raises ``ValueError`` or ``TypeError`` as ``ACPClient`` documents."""
         key, runtime_token = _credentials(api_key, runtime_token)
         runtime = runtime_description()  # in any mode: its server.id counts with a key too
         url = _base_url(base_url, key is None, runtime)
@@ -280,7 +286,8 @@ class ClientConfig:
         max_retries: int | None,
         default_headers: Mapping[str, str] | None,
     ) -> ClientConfig:
-        """This configuration with those options changed (None keeps one as it is), checked
+        """This configuration with ``timeout``, ``max_retries`` and ``default_headers``
+        changed as ``ACPClient.with_options`` documents (None keeps one as it is), checked
         as at construction; ``default_headers`` are merged over the current headers."""
         return attrs.evolve(
             self,

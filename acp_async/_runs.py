@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from yarl import URL
 
@@ -38,7 +38,8 @@ class Runs:
     """
 
     __slots__ = ("_transport",)
-    _transport: Transport
+    if TYPE_CHECKING:  # not in __annotations__: help() would show the private type
+        _transport: Transport
 
     @classmethod
     def _for(cls, transport: Transport) -> Runs:

@@ -41,8 +41,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=port_number,
         metavar="P",
-        help="serve Prometheus metrics at http://HOST:P/metrics (default: none; 0: any free "
-        "port)",
+        help="serve Prometheus metrics at http://HOST:P/metrics (default: none; 0: any free port)",
     )
     parser.add_argument(
         "--metrics-host",
