@@ -5,10 +5,11 @@
 The package at ``REV`` (default ``main``) is exported from git and imported under another
 name, so both versions run in this one process against the same load server, in
 alternating order each repetition: on a noisy machine only an A/B/A/B run shows a few
-percent. Scenarios: (b) raw aiohttp + ``json.loads``, (c) ``list_many`` at ``REV``,
-(c) ``list_many`` now, and (c) now through a borrowed session made with aiohttp's
-``trust_env=True`` (what the client never does: a netrc and proxy lookup in a thread per
-request). Each row gives requests per second and this process's CPU per request.
+percent. Scenarios: (b) raw aiohttp + ``json.loads``, (c) ``list_many`` at ``REV`` (twice:
+the second copy, an A/A control, shows what noise alone does), (c) ``list_many`` now, and
+(c) now through a borrowed session made with aiohttp's ``trust_env=True`` (what the client
+never does: a netrc and proxy lookup in a thread per request). Each row gives requests per
+second and this process's CPU time per request (threads included).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import importlib.util
 import io
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -114,6 +116,9 @@ def measure(
             f"c. list_many at {base_name}": lambda: FanOut(
                 "base", base, server.base_url, concurrency, False
             ),
+            f"c. list_many at {base_name} (A/A control)": lambda: FanOut(
+                "base", base, server.base_url, concurrency, False
+            ),
             "c. list_many now": lambda: FanOut(
                 "now", acp_async, server.base_url, concurrency, False
             ),
@@ -149,14 +154,19 @@ def table(results: dict[str, dict[str, list[float]]], *, base_name: str) -> str:
     ]
     for key, values in results.items():
         lines.append(f"| {key} | {fmt_spread(values['rate'])} | {fmt_spread(values['cpu_us'])} |")
-    base = next(v for k, v in results.items() if k.endswith(f"at {base_name}"))
-    now = results["c. list_many now"]
-    ratios = [n / b for n, b in zip(now["rate"], base["rate"], strict=True)]
+    base = results[f"c. list_many at {base_name}"]
     lines.append("")
-    lines.append(
-        f"now / {base_name}, per repetition: median {fmt(sorted(ratios)[len(ratios) // 2])} "
-        f"(min {fmt(min(ratios))}, max {fmt(max(ratios))})"
-    )
+    for label, other in (
+        ("now", results["c. list_many now"]),
+        ("A/A control", results[f"c. list_many at {base_name} (A/A control)"]),
+    ):
+        for metric, unit in (("rate", "requests/s"), ("cpu_us", "CPU per request")):
+            ratios = [n / b for n, b in zip(other[metric], base[metric], strict=True)]
+            lines.append(
+                f"- {label} / {base_name}, {unit}, per repetition: median "
+                f"{fmt(statistics.median(ratios))} (min {fmt(min(ratios))}, "
+                f"max {fmt(max(ratios))})"
+            )
     return "\n".join(lines)
 
 
