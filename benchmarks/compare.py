@@ -9,15 +9,20 @@ percent. Scenarios: (b) raw aiohttp + ``json.loads``, (c) ``list_many`` at ``REV
 the second copy, an A/A control, shows what noise alone does), (c) ``list_many`` now, and
 (c) now through a borrowed session made with aiohttp's ``trust_env=True`` (what the client
 never does: a netrc and proxy lookup in a thread per request). Each row gives requests per
-second and this process's CPU time per request (threads included).
+second and this process's CPU time per request (threads included), both noisy on a shared
+machine; and, counted once per scenario under cProfile after the timed runs, the Python
+function calls per request in the event loop's thread: deterministic, so a change of a
+few calls shows where the timings cannot.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import importlib.util
 import io
+import pstats
 import statistics
 import subprocess
 import sys
@@ -144,16 +149,31 @@ def measure(
                 results[key]["rate"].append(len(ids) / watch.seconds)
                 results[key]["cpu_us"].append(cpu / len(ids) * 1e6)
             print(f"rep {rep + 1}/{reps} done", file=sys.stderr)
+        for key in keys:
+            scenario = makers[key]()
+            runner.run(scenario.open())
+            runner.run(scenario.run(warm))
+            profile = cProfile.Profile()
+            profile.enable()
+            runner.run(scenario.run(ids))
+            profile.disable()
+            runner.run(scenario.close())
+            calls = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+            results[key]["calls"] = [calls / len(ids)]
     return results
 
 
 def table(results: dict[str, dict[str, list[float]]], *, base_name: str) -> str:
     lines = [
-        "| scenario | requests/s, median (min - max) | client CPU per request, us |",
-        "|---|---|---|",
+        "| scenario | requests/s, median (min - max) | client CPU per request, us "
+        "| Python calls per request |",
+        "|---|---|---|---|",
     ]
     for key, values in results.items():
-        lines.append(f"| {key} | {fmt_spread(values['rate'])} | {fmt_spread(values['cpu_us'])} |")
+        lines.append(
+            f"| {key} | {fmt_spread(values['rate'])} | {fmt_spread(values['cpu_us'])} "
+            f"| {values['calls'][0]:.1f} |"
+        )
     base = results[f"c. list_many at {base_name}"]
     lines.append("")
     for label, other in (
