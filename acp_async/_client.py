@@ -82,6 +82,9 @@ class ACPClient:
         TypeError: an option of the wrong type (say a ``session`` that is not an
             ``aiohttp.ClientSession``).
 
+    A borrowed ``session`` is used as it is: made with aiohttp's own ``trust_env=True``,
+    it would read ``~/.netrc`` and look proxies up on every request itself.
+
     The token and the proxy's credentials are in no ``repr``, error or log record, and
     the token is never sent to another origin (a redirect there raises). A client
     belongs to the event loop it is first used in. ``async with`` may be nested: the
@@ -166,7 +169,8 @@ class ACPClient:
         It shares this client's session, connection pool and 429 cool-down (also when
         derived before the first request), credentials and configuration. Closing it (or
         leaving its ``async with``) never closes this client's session; it is closed
-        when this client is. Cheap: derive one per call if you like.
+        when this client is, so close this one (it owns the session) as usual. Cheap:
+        derive one per call if you like.
 
         Args:
             timeout: seconds one attempt may take. Default: this client's.
