@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -199,7 +198,8 @@ class ClientConfig:
         max_connections: the connection pool's size.
         max_response_bytes: the largest body read, in bytes, after decompression.
         proxy: the proxy requests go through, without its credentials, or None.
-        proxy_auth: the proxy's credentials (an ``aiohttp.BasicAuth``, not in ``repr``).
+        proxy_authorization: the ``Proxy-Authorization`` value the proxy's credentials
+            make (not in ``repr``), or None.
         trust_env: whether ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` were consulted.
         headers: every header sent with each request (the token's included; not in
             ``repr``).
@@ -218,8 +218,8 @@ class ClientConfig:
     proxy: URL | None
     trust_env: bool
     headers: CIMultiDictProxy[str] = attrs.field(repr=False)
-    # The proxy's user and password: a secret like the token.
-    proxy_auth: aiohttp.BasicAuth | None = attrs.field(default=None, repr=False)
+    # The proxy's user and password, encoded: a secret like the token.
+    proxy_authorization: str | None = attrs.field(default=None, repr=False)
 
     @property
     def secret(self) -> str:
@@ -276,7 +276,7 @@ class ClientConfig:
             proxy=None if through is None else through.url,
             trust_env=trust_env,
             headers=CIMultiDictProxy(headers),
-            proxy_auth=None if through is None else through.auth,
+            proxy_authorization=None if through is None else through.authorization,
         )
 
     def with_options(

@@ -5,16 +5,17 @@ scheme unless ``NO_PROXY`` names its host, read by the standard library as reque
 httpx do. Never aiohttp's own ``trust_env``: it reads ``~/.netrc`` (credentials we do not
 want sent) and looks the proxy up in a thread on every request.
 
-The proxy's user and password are split off into ``auth`` before aiohttp sees the URL:
-aiohttp quotes the proxy URL in its error messages, and ours quote those.
+The proxy's user and password are split off before aiohttp sees the URL (aiohttp quotes
+the proxy URL in its error messages, and ours quote those) into the ``Proxy-Authorization``
+value the transport sends: aiohttp's ``BasicAuth``/``proxy_auth`` is deprecated from 3.14.
 """
 
 from __future__ import annotations
 
+import base64
 import urllib.request
 from collections.abc import Callable
 
-import aiohttp
 import attrs
 from yarl import URL
 
@@ -26,10 +27,11 @@ _proxy_bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypa
 
 @attrs.frozen
 class Proxy:
-    """A proxy URL without credentials, and the credentials, which never show in a repr."""
+    """A proxy URL without credentials, and the ``Proxy-Authorization`` value its
+    credentials make (``Basic <base64 of user:password>``), which never shows in a repr."""
 
     url: URL
-    auth: aiohttp.BasicAuth | None = attrs.field(default=None, repr=False)
+    authorization: str | None = attrs.field(default=None, repr=False)
 
 
 def resolve_proxy(proxy: object, trust_env: object, target: URL) -> Proxy | None:
@@ -77,6 +79,8 @@ def _parse(raw: str, source: str) -> Proxy:
         )
     if url.user is None and url.password is None:
         return Proxy(url.origin())
-    if ":" in (url.user or ""):  # aiohttp would refuse it, quoting nothing useful
+    user, password = url.user or "", url.password or ""
+    if ":" in user:  # Basic auth cannot carry it (RFC 7617)
         raise ValueError(f"{source}: the proxy's user name must not contain ':'")
-    return Proxy(url.origin(), aiohttp.BasicAuth(url.user or "", url.password or ""))
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return Proxy(url.origin(), f"Basic {pair}")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import ClientConfig
@@ -135,8 +136,8 @@ class Transport:
         }
         if config.proxy is not None:
             self._request_options["proxy"] = config.proxy
-            if config.proxy_auth is not None:
-                self._request_options["proxy_auth"] = config.proxy_auth
+            if config.proxy_authorization is not None:
+                self._request_options.update(_proxy_credentials(config))
 
     def derive(self, config: ClientConfig) -> Transport:
         """A transport sending with ``config`` through this one's pool and cool-down."""
@@ -334,6 +335,20 @@ class Transport:
         except ResponseValidationError:
             hop.outcome = "invalid"
             raise
+
+
+def _proxy_credentials(config: ClientConfig) -> dict[str, Any]:
+    """Request options that send the proxy's credentials as ``Proxy-Authorization``.
+
+    To an https origin the proxy sees only the ``CONNECT``: aiohttp sends
+    ``proxy_headers`` there. To an http origin the request itself goes to the proxy, and
+    aiohttp does not add ``proxy_headers`` to it, so the header rides with the request's
+    own (a proxy strips it). Same-origin redirects never change the scheme.
+    """
+    value = {"Proxy-Authorization": config.proxy_authorization or ""}
+    if config.base_url.scheme == "https":
+        return {"proxy_headers": CIMultiDictProxy(CIMultiDict(value))}
+    return {"headers": CIMultiDictProxy(CIMultiDict({**config.headers, **value}))}
 
 
 class _Hop:

@@ -153,7 +153,7 @@ async def test_https_proxy_tunnels_with_connect_and_keeps_credentials_secret(
                 await client.runs.list("srv-0001")
     assert [seen.method for seen in proxy.seen] == ["CONNECT"]
     assert proxy.seen[0].target == f"127.0.0.1:{port}"
-    assert proxy.seen[0].proxy_authorization is not None
+    assert proxy.seen[0].proxy_authorization == proxy._expected
     _assert_secret_kept(client, info.value, caplog)
 
 
@@ -177,6 +177,9 @@ async def test_proxy_credentials_are_sent_and_never_shown(
                 await refused.runs.list(fake.server_ids[0])
     assert info.value.status == 407
     assert proxy.seen[0].proxy_authorization == proxy._expected
+    assert proxy.seen[1].proxy_authorization != proxy._expected
+    assert len(fake.requests) == 1  # the refused one never reached the fake
+    assert all(h.lower() != "proxy-authorization" for h in fake.requests[0].headers)
     _assert_secret_kept(client, info.value, caplog)
     _assert_secret_kept(refused, info.value, caplog)
 
