@@ -204,7 +204,12 @@ def _explained(exc: BaseException, path: str) -> ResponseValidationError:
 
 
 def to_json(run: AgentRun) -> dict[str, Any]:
-    """A run as the API would send it: camelCase keys, ISO 8601 times, absent fields left out."""
+    """A run as the API would send it: camelCase keys, ISO 8601 times, absent fields left out.
+
+    Example::
+
+        print(json.dumps(to_json(run)))   # {"id": "run-1", "status": "completed", ...}
+    """
     return _fast.unstructure(run)  # type: ignore[no-any-return]
 
 

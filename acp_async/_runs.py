@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from yarl import URL
 
@@ -27,10 +27,39 @@ def _parse_page(value: Any) -> AgentRunList:
 
 
 class Runs:
-    """Reads ``GET /v1/servers/{serverId}/runtime/agent/runs``."""
+    """The agent runs of ACP servers: ``client.runs`` of an ``ACPClient``.
 
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
+    Reads ``GET /v1/servers/{serverId}/runtime/agent/runs``. Not made directly: every
+    client has one. ``list``, ``iter`` and ``pages`` read one server (the client's
+    default server id, ``config.server_id``, when none is given); ``list_many``,
+    ``watch`` and ``wait_for`` take their server ids explicitly.
+
+    Every call checks its arguments before any request (``ValueError`` or
+    ``TypeError``), and every request error is an ``ACPError`` carrying ``.url``.
+    """
+
+    __slots__ = ("_transport",)
+    if TYPE_CHECKING:  # not in __annotations__: help() would show the private type
+        _transport: Transport
+
+    @classmethod
+    def _for(cls, transport: Transport) -> Runs:
+        runs = object.__new__(cls)
+        runs._transport = transport
+        return runs
+
+    def _server(self, server_id: str | None) -> str:
+        """``server_id``, or the client's default one; none at all is a ValueError."""
+        if server_id is not None:
+            return server_id
+        default = self._transport.config.server_id
+        if default is None:
+            raise ValueError(
+                "no server_id: pass one, or configure a default with "
+                "ACPClient(server_id=...) or the COMPUTER_AGENTS_SERVER_ID environment "
+                "variable (set for you inside a platform resource)"
+            )
+        return default
 
     def _url(self, server_id: object, limit: object) -> URL:
         segment = _validate.path_segment(server_id)
@@ -54,16 +83,65 @@ class Runs:
     async def _fetch(self, url: URL) -> tuple[AgentRunList, URL | None]:
         return await self._transport.get(url, _parse_page)
 
-    async def list(self, server_id: str, *, limit: int | None = None) -> AgentRunList:
-        """One page of a server's runs (the newest ``limit`` of them)."""
-        page, _ = await self._fetch(self._url(server_id, limit))
+    async def list(self, server_id: str | None = None, *, limit: int | None = None) -> AgentRunList:
+        """One page of a server's runs: the newest ``limit`` of them, newest first.
+
+        Args:
+            server_id: the server to read. Default: the client's ``config.server_id``
+                (``COMPUTER_AGENTS_SERVER_ID`` inside a platform resource).
+            limit: how many runs, an ``int >= 1``. Default: the server's (20 on the
+                platform).
+
+        Returns:
+            An ``AgentRunList``; its ``data`` holds the runs.
+
+        Raises:
+            ValueError: a bad ``server_id`` or ``limit``, or no server id given and none
+                configured (the message names ``COMPUTER_AGENTS_SERVER_ID``); before any
+                request.
+            TypeError: an argument of the wrong type; before any request.
+            AuthenticationError, NotFoundError, ...: the API's answer (``APIStatusError``
+                subclasses), after the retries a transient one gets.
+            APIConnectionError, APITimeoutError: the network, after retries.
+            ResponseValidationError: a body that is not the documented shape.
+
+        Example::
+
+            page = await client.runs.list("srv-0001", limit=10)
+            for run in page.data:
+                print(run.id, run.status)
+        """
+        page, _ = await self._fetch(self._url(self._server(server_id), limit))
         return page
 
     def pages(
-        self, server_id: str, *, limit: int | None = None, max_items: int | None = None
+        self,
+        server_id: str | None = None,
+        *,
+        limit: int | None = None,
+        max_items: int | None = None,
     ) -> AsyncGenerator[AgentRunList, None]:
-        """Each page as received, following same-origin ``Link: rel="next"`` headers."""
-        url = self._url(server_id, limit)  # checked now, before any request
+        """Each page of a server's runs as received, following ``Link: rel="next"``.
+
+        A response's RFC 8288 ``Link: <...>; rel="next"`` header on the same origin is
+        followed; a page that adds no new run, or a link seen before, ends the iteration.
+        Breaking out of the loop releases the connection.
+
+        Args:
+            server_id: the server to read. Default: the client's ``config.server_id``.
+            limit: the page size, an ``int >= 1``. Default: the server's.
+            max_items: stop after this many runs in all (``int >= 1``). Default: no cap.
+
+        Raises:
+            ValueError, TypeError: bad arguments, or no server id at all, raised by this
+                call (before any request); the request errors of ``list`` while iterating.
+
+        Example::
+
+            async for page in client.runs.pages("srv-0001", limit=100):
+                print(len(page.data))
+        """
+        url = self._url(self._server(server_id), limit)  # checked now, before any request
         cap = _validate.positive_int("max_items", max_items)
         return self._pages(url, cap)
 
@@ -72,10 +150,29 @@ class Runs:
             yield page
 
     def iter(
-        self, server_id: str, *, limit: int | None = None, max_items: int | None = None
+        self,
+        server_id: str | None = None,
+        *,
+        limit: int | None = None,
+        max_items: int | None = None,
     ) -> AsyncGenerator[AgentRun, None]:
-        """Every run once, across pages; ``limit`` is the page size."""
-        url = self._url(server_id, limit)
+        """Every run of a server once, across pages (de-duplicated by ``id``).
+
+        Args:
+            server_id: the server to read. Default: the client's ``config.server_id``.
+            limit: the page size, an ``int >= 1``. Default: the server's.
+            max_items: stop after this many runs (``int >= 1``). Default: no cap.
+
+        Raises:
+            ValueError, TypeError: as ``pages``, raised by this call before any request;
+            the request errors of ``list`` while iterating.
+
+        Example::
+
+            async for run in client.runs.iter("srv-0001", max_items=500):
+                print(run.id, run.status)
+        """
+        url = self._url(self._server(server_id), limit)
         cap = _validate.positive_int("max_items", max_items)
         return self._runs(url, cap)
 
@@ -89,7 +186,29 @@ class Runs:
     ) -> AsyncGenerator[ServerRuns, None]:
         """One ``list`` per server, at most ``concurrency`` in flight, yielded as they complete.
 
-        A server's failure is its ``ServerRuns.error``; it never stops the others.
+        A server's failure is its ``ServerRuns.error``; it never stops the others. Ids are
+        taken from ``server_ids`` lazily (a generator of a million ids is fine). Closing or
+        cancelling the loop cancels what is in flight. A 429 slows the whole fan-out.
+
+        Args:
+            server_ids: an iterable of server ids (not a single ``str``).
+            limit: runs per server, an ``int >= 1``. Default: the server's.
+            concurrency: requests in flight at most (also capped by the client's
+                ``max_connections``). Default 16.
+
+        Yields:
+            ``ServerRuns(server_id, result, error)``: exactly one of ``result`` (an
+            ``AgentRunList``) and ``error`` (an ``ACPError``) is set.
+
+        Raises:
+            ValueError, TypeError: bad arguments, from this call; a bad id taken from
+            ``server_ids`` raises ``ValueError`` from the loop.
+
+        Example::
+
+            async for outcome in client.runs.list_many(server_ids, limit=20):
+                if outcome.error is None:
+                    print(outcome.server_id, len(outcome.result.data))
         """
         page_size = _validate.positive_int("limit", limit)
         slots = _validate.int_at_least("concurrency", concurrency, 1)
@@ -122,10 +241,37 @@ class Runs:
     ) -> AsyncGenerator[RunEvent, None]:
         """Poll ``server_ids`` and yield a ``RunEvent`` per created or updated run, or error.
 
-        Runs forever; break out or cancel to stop. Pass a ``WatchState`` to resume.
-        An ``AuthenticationError`` ends the watch (no poll can succeed without a new
-        token), and so does a 400/422 while no server has answered the watch's request;
-        which errors end it is ``_retry.LOOP_ENDING``'s answer.
+        Every server is polled every ``interval`` seconds (with jitter). The first poll
+        reports each run as ``"created"``; later ones report new runs as ``"created"``
+        and runs whose fields changed as ``"updated"`` (``event.previous`` holds a
+        summary of the previous state, with at least ``.status``). A failed poll is an
+        event of kind ``"error"`` (``event.error``); that server is then polled on a
+        backing-off cadence (at most 32x ``interval``) while the others go on. Runs
+        forever: break out of the loop or cancel it to stop.
+
+        Args:
+            server_ids: an iterable of server ids (not a single ``str``).
+            interval: seconds between polls of a server. Default 5.
+            limit: runs per poll, an ``int >= 1``; a page of only new runs is re-polled
+                with a larger limit, so no run is missed between polls. Default 50.
+            concurrency: polls in flight at most. Default 16.
+            state: a ``WatchState`` to resume from (see ``WatchState.to_dict``), or to
+                inspect afterwards. Default: a fresh one.
+
+        Raises:
+            ValueError, TypeError: bad arguments.
+            AuthenticationError: from the loop: no poll can succeed without a new token.
+            BadRequestError, UnprocessableEntityError: from the loop, when the watch's own
+                request is refused before any server answered it (which errors end a
+                watch is ``_retry.LOOP_ENDING``'s answer).
+
+        Example::
+
+            async for event in client.runs.watch(["srv-0001", "srv-0002"], interval=10):
+                if event.kind == "error":
+                    print(event.server_id, event.error)
+                else:
+                    print(event.kind, event.server_id, event.run.id, event.run.status)
         """
         watcher = Watcher(
             self._fetch_page,
@@ -147,12 +293,33 @@ class Runs:
         timeout: float = 300.0,  # noqa: ASYNC109 - the contract's signature
         limit: int = 100,
     ) -> AgentRun:
-        """Poll until run ``run_id`` is terminal and return it.
+        """Poll until run ``run_id`` is terminal (completed, failed, cancelled); return it.
 
         Transient errors and invalid responses are retried until the deadline (others
-        are raised); after ``timeout`` seconds a ``WaitTimeoutError`` (a ``TimeoutError``)
-        carries the last state seen, or None, and has the last poll's error (if it
-        failed) as its ``__cause__``.
+        are raised).
+
+        Args:
+            server_id: the server the run belongs to.
+            run_id: the run's id.
+            interval: seconds between polls. Default 2.
+            timeout: seconds to wait in all. Default 300.
+            limit: how many of the server's newest runs each poll reads; the run must be
+                among them. Default 100.
+
+        Returns:
+            The run, in its terminal state.
+
+        Raises:
+            WaitTimeoutError: after ``timeout`` seconds (a ``TimeoutError``); its ``.run``
+                is the last state seen, or None; its ``__cause__`` is the last poll's
+                error, if that poll failed.
+            ValueError, TypeError: bad arguments, before any request.
+            AuthenticationError, ...: an error no later poll can fix.
+
+        Example::
+
+            run = await client.runs.wait_for("srv-0001", "run-42", timeout=60)
+            print(run.status, run.output)
         """
         url = self._url(server_id, limit)
         if not isinstance(run_id, str) or not run_id:

@@ -26,7 +26,24 @@ def shard_of(server_id: str, count: int) -> int:
 
 
 def shard(server_ids: Iterable[str], index: int, count: int) -> Iterator[str]:
-    """The ids that worker ``index`` of ``count`` owns; the same on every host and run."""
+    """The ids of ``server_ids`` that worker ``index`` of ``count`` owns, lazily.
+
+    Rendezvous hashing: the answer is the same on every host and run, needs no
+    coordination, and going from N to N+1 workers moves only about 1/(N+1) of the ids.
+
+    Args:
+        server_ids: an iterable of server ids (not a single ``str``).
+        index: this worker's number, ``0 <= index < count``.
+        count: how many workers share the ids, ``1 <= count <= 10,000``.
+
+    Raises:
+        ValueError, TypeError: a bad ``index`` or ``count`` (at once), or a bad id (while
+            iterating).
+
+    Example::
+
+        mine = list(shard(all_server_ids, index=2, count=4))   # worker 2 of 4
+    """
     ids = _validate.server_id_iterable(server_ids)
     count = _validate.int_at_least("count", count, 1)
     if count > MAX_SHARDS:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._config import ClientConfig
@@ -36,42 +37,27 @@ _MAX_REDIRECTS = 5
 _MAX_COOL_DOWN = 900.0  # seconds; the longest a 429 may pause the whole client
 
 
-class Transport:
-    """Sends the client's GETs; ``Runs`` receives one, users never see it."""
+class Pool:
+    """What a client shares with every client derived from it by ``with_options``: the
+    session (made on first use, so a client derived before the first request shares it
+    too), the event loop it is bound to, and the 429 cool-down."""
 
     def __init__(
         self,
-        config: ClientConfig,
-        *,
         session: aiohttp.ClientSession | None,
-        observer: Observer,
+        *,
+        max_connections: int,
         trace_configs: Iterable[aiohttp.TraceConfig] | None,
     ) -> None:
-        self.config = config
-        self.retry = RetryPolicy(max_retries=config.max_retries)
-        self.observer = observer
-        self._secret = config.secret.encode()
-        # The whole attempt (redirect hops and pool wait included) is bounded by
-        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
-        # connect: waiting for a pooled connection is not a slow host.
-        self._socket_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout, sock_read=config.timeout
-        )
         self._session = session
         self._owns_session = session is None
+        self._max_connections = max_connections
         self._trace_configs = list(trace_configs or ())
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._cool_down = CoolDown()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        self.cool_down = CoolDown()
 
     def session(self) -> aiohttp.ClientSession:
         """The session, created on first use inside the running loop (aiohttp binds it there)."""
-        if self._closed:
-            raise RuntimeError("this ACPClient is closed")
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -81,27 +67,111 @@ class Transport:
                 "asyncio.run() starts a new one): create one client per loop"
             )
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.config.max_connections)
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            # Never trust_env=True: it reads ~/.netrc and looks the proxy up in a thread on
+            # every request; the proxy is worked out once, in the config.
             self._session = aiohttp.ClientSession(
                 connector=connector, trace_configs=self._trace_configs or None
             )
         return self._session
 
+    @property
+    def current(self) -> aiohttp.ClientSession | None:
+        """The session, or None before the first use."""
+        return self._session
+
     async def close(self) -> None:
-        """Close the session we created; a borrowed one is left open. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Close the session we created; a borrowed one is left open."""
         if self._owns_session and self._session is not None:
             await self._session.close()
 
-    def pool_limit(self) -> int | None:
+    def limit(self) -> int | None:
         """How many connections the session's pool allows (None: unbounded). Known without
         a running loop: ours is sized by the config, a borrowed one by its connector."""
         if self._session is None:
-            return self.config.max_connections
+            return self._max_connections
         connector = self._session.connector
         return connector.limit if connector is not None and connector.limit else None
+
+
+class Transport:
+    """Sends the client's GETs; ``Runs`` receives one, users never see it.
+
+    A transport made by ``derive`` sends with other options through the same ``Pool``;
+    it is closed when the transport it was derived from is, and closing it closes nothing
+    else.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        pool: Pool,
+        observer: Observer,
+        parent: Transport | None = None,
+    ) -> None:
+        self.config = config
+        self.retry = RetryPolicy(max_retries=config.max_retries)
+        self.observer = observer
+        self._secret = config.secret.encode()
+        self._pool = pool
+        self._parent = parent
+        self._closed = False
+        self._cool_down = pool.cool_down
+        # The whole attempt (redirect hops and pool wait included) is bounded by
+        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
+        # connect: waiting for a pooled connection is not a slow host.
+        socket_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.timeout
+        )
+        # Every request's keyword arguments, worked out once.
+        self._request_options: dict[str, Any] = {
+            "headers": config.headers,
+            "timeout": socket_timeout,
+            "allow_redirects": False,
+            # Whatever the (maybe borrowed) session says: we map statuses and inflate
+            # bodies ourselves, under the size cap.
+            "raise_for_status": False,
+            "auto_decompress": False,
+        }
+        if config.proxy is not None:
+            self._request_options["proxy"] = config.proxy
+            if config.proxy_authorization is not None:
+                self._request_options.update(_proxy_credentials(config))
+
+    def derive(self, config: ClientConfig) -> Transport:
+        """A transport sending with ``config`` through this one's pool and cool-down."""
+        if self.closed:
+            raise RuntimeError("this ACPClient is closed")
+        return Transport(config, pool=self._pool, observer=self.observer, parent=self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or (self._parent is not None and self._parent.closed)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session; refused once this transport (or its origin) is closed."""
+        if self.closed:
+            raise RuntimeError("this ACPClient is closed")
+        return self._pool.session()
+
+    async def close(self) -> None:
+        """Close the session we created (a borrowed one is left open); a derived transport
+        closes only itself. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._parent is None:
+            await self._pool.close()
+
+    def pool_limit(self) -> int | None:
+        """How many connections the session's pool allows (None: unbounded)."""
+        return self._pool.limit()
+
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        """The shared session, or None before the first use (tests look at it here)."""
+        return self._pool.current
 
     def url(self, *segments: str, query: str = "") -> URL:
         """An API URL from already percent-encoded path segments and query (yarl must not
@@ -230,16 +300,7 @@ class Transport:
         origin = self.config.base_url
         for _ in range(_MAX_REDIRECTS + 1):
             hop.start()
-            async with session.get(
-                url,
-                headers=self.config.headers,
-                timeout=self._socket_timeout,
-                allow_redirects=False,
-                # Whatever the (maybe borrowed) session says: we map statuses and
-                # inflate bodies ourselves, under the size cap.
-                raise_for_status=False,
-                auto_decompress=False,
-            ) as response:
+            async with session.get(url, **self._request_options) as response:
                 hop.outcome = _status_outcome(response.status)
                 try:
                     redirect = redirect_target(response, origin)
@@ -274,6 +335,20 @@ class Transport:
         except ResponseValidationError:
             hop.outcome = "invalid"
             raise
+
+
+def _proxy_credentials(config: ClientConfig) -> dict[str, Any]:
+    """Request options that send the proxy's credentials as ``Proxy-Authorization``.
+
+    To an https origin the proxy sees only the ``CONNECT``: aiohttp sends
+    ``proxy_headers`` there. To an http origin the request itself goes to the proxy, and
+    aiohttp does not add ``proxy_headers`` to it, so the header rides with the request's
+    own (a proxy strips it). Same-origin redirects never change the scheme.
+    """
+    value = {"Proxy-Authorization": config.proxy_authorization or ""}
+    if config.base_url.scheme == "https":
+        return {"proxy_headers": CIMultiDictProxy(CIMultiDict(value))}
+    return {"headers": CIMultiDictProxy(CIMultiDict({**config.headers, **value}))}
 
 
 class _Hop:

@@ -71,7 +71,8 @@ def _rebuild(cls: type[ACPError], args: tuple[Any, ...], state: dict[str, Any]) 
 
 
 class APIConnectionError(ACPError):
-    """The request did not produce a complete HTTP response."""
+    """The request did not produce a complete HTTP response: DNS, a refused or reset
+    connection, TLS, a proxy that could not be reached, a body cut short. Retried."""
 
 
 class APITimeoutError(APIConnectionError, TimeoutError):
@@ -91,7 +92,13 @@ class ResponseValidationError(ACPError):
 
 
 class WaitTimeoutError(ACPError, TimeoutError):
-    """``wait_for`` ran out of time; ``run`` is the last state seen, or None if never seen."""
+    """``wait_for`` ran out of time; also a ``TimeoutError``.
+
+    Attributes:
+        server_id: the server polled.
+        run_id: the run waited for.
+        run: the last state seen of that run (an ``AgentRun``), or None if never seen.
+    """
 
     def __init__(self, message: str, *, server_id: str, run_id: str, run: AgentRun | None) -> None:
         super().__init__(message)
@@ -101,9 +108,21 @@ class WaitTimeoutError(ACPError, TimeoutError):
 
 
 class APIStatusError(ACPError):
-    """The server answered with an error status; the fields come from its JSON error body.
+    """The server answered with an error status; the fields come from its JSON error body
+    (``{"error": ..., "message": ..., "code": ..., "details": [...]}``), or are None when
+    the body was not JSON (a proxy's HTML page).
 
-    ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
+    Attributes:
+        status: the HTTP status, an ``int``.
+        message: the body's ``message`` (else its ``error``, else the reason phrase).
+        code: the body's machine-readable ``code``, or None.
+        details: the body's ``details``, as sent, or None.
+        request_id: the response's ``X-Request-Id``, or None; quote it to support.
+        body: the first 500 characters of the body (the token blanked out), or None.
+        retry_after: the ``Retry-After`` header in seconds, or None.
+
+    A subclass per status says which it was (``NotFoundError`` for 404, ...); any other
+    status is an ``APIStatusError`` itself.
     """
 
     def __init__(
@@ -136,39 +155,41 @@ class APIStatusError(ACPError):
 
 
 class BadRequestError(APIStatusError):
-    """400."""
+    """400: the host refused the request as malformed (say a ``limit`` it does not take)."""
 
 
 class AuthenticationError(APIStatusError):
-    """401: no poll can succeed without a new token."""
+    """401: the API key or runtime token was refused; no request can succeed without a new
+    one, so it ends every loop (``watch``, ``wait_for``, a fleet worker)."""
 
 
 class PaymentRequiredError(APIStatusError):
-    """402."""
+    """402: the account's plan or credit does not cover the request."""
 
 
 class PermissionDeniedError(APIStatusError):
-    """403."""
+    """403: the credentials are valid but may not read this server."""
 
 
 class NotFoundError(APIStatusError):
-    """404."""
+    """404: no such server (or path)."""
 
 
 class ConflictError(APIStatusError):
-    """409."""
+    """409: the host was busy with a conflicting change; retried."""
 
 
 class UnprocessableEntityError(APIStatusError):
-    """422."""
+    """422: the request was well-formed but its values were refused."""
 
 
 class RateLimitError(APIStatusError):
-    """429; ``retry_after`` is the server's wait in seconds, when it said one."""
+    """429: too many requests. ``retry_after`` is the server's wait in seconds, when it
+    said one; the whole client waits it out (retried when at most 60 s)."""
 
 
 class InternalServerError(APIStatusError):
-    """5xx."""
+    """5xx: the host failed; 500, 502, 503 and 504 are retried."""
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

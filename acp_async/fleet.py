@@ -29,7 +29,9 @@ try:
     from redis.exceptions import ResponseError
 except ImportError as exc:  # pragma: no cover - exercised when the extra is absent
     raise ImportError(
-        "acp_async.fleet needs the official Redis client: pip install 'acp-async[redis]'"
+        "acp_async.fleet needs the official Redis client, the 'redis' extra: from a clone of "
+        "the acp-async repository, pip install '.[redis]' (or pip install 'acp-async[redis]' "
+        "once it is published)"
     ) from exc
 
 from . import _converter, _json, _validate
@@ -51,10 +53,17 @@ _STATUSES = {status.value: status for status in RunStatus}
 
 @attrs.frozen
 class FleetEvent:
-    """A change appended to the fleet's stream by a committed poll.
+    """A change appended to the fleet's stream by a committed poll, as ``events()`` yields it.
 
-    ``key`` (server id, run id and that run's change number) is the same for the same
-    change whoever appended it: consumers may dedupe on it.
+    Attributes:
+        id: the stream entry id (``<milliseconds>-<n>``); pass the event to ``ack``.
+        key: server id, run id and that run's change number: the same for the same
+            change whoever appended it, so consumers may dedupe on it.
+        kind: ``"created"`` or ``"updated"``.
+        server_id: the server.
+        run: the run as the poll saw it (an ``AgentRun``).
+        previous_status: for ``"updated"``, the status before (``RunStatus`` or ``str``),
+            else None.
     """
 
     id: str
@@ -66,7 +75,31 @@ class FleetEvent:
 
 
 class RedisFleet:
-    """One fleet of ACP servers watched through Redis. Use ``async with fleet:``."""
+    """One fleet of ACP servers watched by any number of workers through Redis.
+
+    Use ``async with fleet:`` (it opens and closes the Redis pool)::
+
+        fleet = RedisFleet("redis://localhost:6379/0", name="billing")
+        async with fleet:
+            await fleet.add(["srv-0001", "srv-0002"])
+            await fleet.work(client)                  # in each worker; until cancelled
+
+    Args:
+        redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL of the Redis (or Valkey).
+        name: the fleet's name; its keys are ``acp:{name}:*``. Default ``"default"``.
+        interval: seconds between polls of a busy server (one with a run not finished);
+            idle and failing servers are polled less often. Default 30.
+        limit: runs read per poll. Default 50.
+        lease: seconds a worker holds a claimed server; a dead worker's servers are
+            polled again after it. Default 60.
+        max_events: about how many events the stream keeps (older ones are trimmed).
+            Default 1,000,000.
+        metrics: an ``acp_async.metrics.PrometheusMetrics`` to count commits into.
+
+    Raises:
+        ValueError: a URL that is not a Redis URL, a bad name or a bad number.
+        TypeError: ``metrics`` that is not an Observer.
+    """
 
     def __init__(
         self,
@@ -100,6 +133,7 @@ class RedisFleet:
 
     @property
     def name(self) -> str:
+        """The fleet's name."""
         return self._name
 
     async def __aenter__(self) -> Self:
@@ -138,23 +172,40 @@ class RedisFleet:
         return self._store
 
     async def add(self, server_ids: Iterable[str]) -> int:
-        """Add servers (due at once); idempotent. Returns how many were new."""
+        """Add ``server_ids`` (an iterable of ids) to the fleet, due at once; idempotent.
+
+        Returns how many were new. Raises ``ValueError`` for a bad id, before anything is
+        written.
+        """
         ids = _checked(server_ids)
         return await self._opened().add(ids)
 
     async def remove(self, server_ids: Iterable[str]) -> int:
-        """Stop watching servers and forget their state. Returns how many were removed."""
+        """Stop watching ``server_ids`` (an iterable of ids) and forget their state.
+
+        Returns how many were removed. Raises ``ValueError`` for a bad id, before anything
+        is changed.
+        """
         ids = _checked(server_ids)
         return await self._opened().remove(ids)
 
     async def server_ids(self) -> set[str]:
+        """The ids of the fleet's servers."""
         return await self._opened().server_ids()
 
     async def work(self, client: ACPClient, *, concurrency: int = 16) -> None:
-        """Be one worker of the fleet until cancelled (then claims are handed back).
+        """Be one worker of the fleet until cancelled (then its claims are handed back).
 
-        Raises ``AuthenticationError``: no poll can succeed without a new token. Redis
-        going away is waited out; other poll errors are logged and retried later.
+        Claims due servers, polls them with ``client`` (its retries, timeouts and 429
+        cool-down apply) and commits each poll's events to the stream.
+
+        Args:
+            client: the ``ACPClient`` to poll with.
+            concurrency: polls in flight at most. Default 16.
+
+        Raises:
+            AuthenticationError: no poll can succeed without a new token. Redis going
+                away is waited out; other poll errors are logged and retried later.
         """
         if not isinstance(client, ACPClient):
             raise TypeError("client must be an ACPClient")
@@ -174,9 +225,25 @@ class RedisFleet:
     def events(
         self, group: str, consumer: str, *, block: float = 5.0, claim_idle: float = 60.0
     ) -> AsyncGenerator[FleetEvent, None]:
-        """The stream's events for ``consumer`` of ``group`` (created on first use, from the
-        start). Unacknowledged events come again; another consumer's, idle for more than
-        ``claim_idle`` seconds, are claimed for this one. Runs until closed."""
+        """The stream's events for ``consumer`` of ``group``, until the loop is closed.
+
+        The consumer group is created on first use, from the start of the stream. Events
+        not acknowledged with ``ack`` come again (at least once); another consumer's,
+        idle for more than ``claim_idle`` seconds, are claimed for this one.
+
+        Args:
+            group: the consumer group's name.
+            consumer: this consumer's name within the group.
+            block: seconds one read waits for new events. Default 5.
+            claim_idle: seconds after which another consumer's unacknowledged events
+                are claimed. Default 60.
+
+        Example::
+
+            async for event in fleet.events("billing", "c1"):
+                handle(event)
+                await fleet.ack("billing", event)
+        """
         for what, value in (("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{what} must be a non-empty str, got {value!r}")

@@ -19,7 +19,9 @@ try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 except ImportError as exc:  # say which extra brings it
     raise ImportError(
-        "acp_async.metrics needs the 'metrics' extra: pip install 'acp-async[metrics]'"
+        "acp_async.metrics needs the 'metrics' extra: from a clone of the acp-async "
+        "repository, pip install '.[metrics]' (or pip install 'acp-async[metrics]' once it "
+        "is published)"
     ) from exc
 
 from ._observe import Observer, RequestOutcome
@@ -130,8 +132,19 @@ def _children(family: Counter, values: Iterable[str]) -> dict[str, Counter]:
 class PrometheusMetrics(Observer):
     """Counts what the client, the watch and the fleet report into Prometheus metrics.
 
-    ``registry`` defaults to prometheus_client's global ``REGISTRY``; tests pass a fresh
-    ``CollectorRegistry()``.
+    Args:
+        registry: the ``prometheus_client.CollectorRegistry`` to register the metrics in.
+            Default: prometheus_client's global ``REGISTRY``; tests pass a fresh one.
+
+    The methods below are the hooks the client, the watch and the fleet call; an
+    application never calls them.
+
+    Example::
+
+        metrics = PrometheusMetrics()
+        async with ACPClient(metrics=metrics) as client:
+            ...
+        prometheus_client.start_http_server(9100)   # or --metrics-port in the CLI
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -154,28 +167,35 @@ class PrometheusMetrics(Observer):
         return f"PrometheusMetrics(registry={self.registry!r})"
 
     def request_started(self) -> None:
+        """Hook: a request went on the wire (``acp_in_flight_requests`` up)."""
         self._in_flight.inc()
 
     def request_finished(self, outcome: RequestOutcome, seconds: float) -> None:
+        """Hook: a request ended with ``outcome`` (2xx ... invalid) after ``seconds``."""
         self._in_flight.dec()
         self._count(self._requests, self._families.requests, outcome)
         self._duration.observe(max(0.0, seconds))
 
     def retried(self, reason: str) -> None:
+        """Hook: a request is retried for ``reason`` (a status, "timeout", "connection")."""
         self._count(self._retries, self._families.retries, reason)
 
     def rate_limited(self, seconds: float) -> None:
+        """Hook: the shared 429 cool-down grew by ``seconds``."""
         if seconds > 0:  # a Counter refuses negative steps; nothing was added then anyway
             self._families.rate_limited.inc(seconds)
 
     def watch_polled(self, *, ok: bool, late: float) -> None:
+        """Hook: a watch poll ended (``ok`` or not), ``late`` seconds after it was due."""
         self._polls["ok" if ok else "error"].inc()
         self._poll_delay.observe(max(0.0, late))
 
     def watch_event(self, kind: Literal["created", "updated", "error"]) -> None:
+        """Hook: a watch yielded an event of ``kind``."""
         self._count(self._events, self._families.events, kind)
 
     def fleet_committed(self, result: Literal["ok", "fenced", "error"]) -> None:
+        """Hook: a fleet worker's commit ended with ``result`` (ok, fenced, error)."""
         self._count(self._commits, self._families.commits, result)
 
     @staticmethod

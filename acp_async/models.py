@@ -43,7 +43,21 @@ TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.
 
 @attrs.frozen(weakref_slot=False)
 class AgentRun:
-    """One agent run. Every field is None when the server left it out."""
+    """One agent run, as ``client.runs`` returns it. Frozen; every field is None when the
+    server left it out (or sent null).
+
+    Attributes:
+        id, server_id, thread_id, title: the run's ids and title (``str``).
+        input, output, error: its text (``str``).
+        mode: a ``RunMode`` (``"sync"``, ``"async"``), or a ``str`` the server added.
+        status: a ``RunStatus`` (queued, running, completed, failed, cancelled), or a
+            ``str`` the server added later (say ``"paused"``).
+        metadata: free-form, a ``dict``.
+        created_at, completed_at: timezone-aware ``datetime`` (no offset means UTC).
+        session_protocol, thread_status, thread_title: ``str``; thread_backed: ``bool``.
+
+    ``acp_async.to_json(run)`` gives it back in the API's camelCase JSON form.
+    """
 
     id: str | None = None
     server_id: str | None = None
@@ -71,7 +85,18 @@ class AgentRun:
 
 @attrs.frozen(weakref_slot=False)
 class AgentRunList:
-    """One page of a server's runs: ``data`` merges the response's ``data`` and ``runs``."""
+    """One page of a server's runs, as ``runs.list`` returns it.
+
+    Attributes:
+        server_id: the server, as the response named it.
+        agent_runtime_id: the server's agent runtime.
+        object: the response's ``object`` (``"list"``).
+        data: the runs, a tuple of ``AgentRun``, newest first: the response's ``data``,
+            or its ``runs`` when ``data`` is absent; both merged by ``id``, ``data``
+            first, when both are present.
+
+    ``len(page)`` is the number of runs.
+    """
 
     server_id: str | None = None
     agent_runtime_id: str | None = None
@@ -84,7 +109,13 @@ class AgentRunList:
 
 @attrs.frozen(weakref_slot=False)
 class ServerRuns:
-    """The outcome of one server in a fan-out: ``result`` or ``error``, never both."""
+    """The outcome of one server in ``runs.list_many``: ``result`` or ``error``, never both.
+
+    Attributes:
+        server_id: the server.
+        result: its ``AgentRunList``, or None when it failed.
+        error: the ``ACPError`` it failed with (after retries), or None.
+    """
 
     server_id: str
     result: AgentRunList | None = None
@@ -93,7 +124,18 @@ class ServerRuns:
 
 @attrs.frozen(weakref_slot=False)
 class RunEvent:
-    """A change seen by ``watch``: a run created or updated, or an error polling a server."""
+    """A change seen by ``runs.watch``: a run created or updated, or an error polling a
+    server.
+
+    Attributes:
+        kind: ``"created"`` (a run not seen before), ``"updated"`` (a seen run whose
+            fields changed) or ``"error"`` (this poll of the server failed).
+        server_id: the server.
+        run: the run as now (None for an error).
+        previous: for ``"updated"``, what the watch remembered of the run before: a
+            summary with at least ``.status`` (not the whole previous run).
+        error: for ``"error"``, the ``ACPError``.
+    """
 
     kind: Literal["created", "updated", "error"]
     server_id: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -85,19 +86,36 @@ async def assert_no_leftovers(client: ACPClient) -> None:
 ENV_VARS = (
     "ACP_API_KEY",
     "COMPUTER_AGENTS_API_KEY",
+    "TESTBASE_API_KEY",
     "COMPUTER_AGENTS_RUNTIME_TOKEN",
+    "TESTBASE_RUNTIME_TOKEN",
     "ACP_BASE_URL",
     "COMPUTER_AGENTS_BASE_URL",
     "COMPUTER_AGENTS_API_URL",
     "COMPUTER_AGENTS_PLATFORM_API_URL",
+    "TESTBASE_PLATFORM_API_URL",
+    "COMPUTER_AGENTS_RUNTIME_JSON_B64",
+    "TESTBASE_RUNTIME_JSON_B64",
+    "COMPUTER_AGENTS_SERVER_ID",
+    "TESTBASE_SERVER_ID",
+    "NETRC",
+)
+# Proxies in both spellings (urllib, aiohttp and the shell read the lowercase ones first).
+PROXY_VARS = tuple(
+    case(f"{scheme}_proxy")
+    for scheme in ("http", "https", "all", "no")
+    for case in (str.lower, str.upper)
 )
 
 
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's own ACP credentials."""
-    for name in ENV_VARS:
+    """No test sees the developer's own ACP credentials, platform runtime, proxies or Redis."""
+    for name in ENV_VARS + PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("ACP_REDIS_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -31,15 +31,18 @@ def test_public_names_are_all_or_documented_submodules() -> None:
     assert public - set(acp_async.__all__) <= DOCUMENTED_SUBMODULES
 
 
-def test_client_surface_is_runs_config_closed_and_close() -> None:
-    """The send path is private: a client shows `runs`, `config`, `closed` and `close()`."""
+def test_client_surface_is_runs_config_closed_close_and_with_options() -> None:
+    """The send path is private: a client shows `runs`, `config`, `closed`, `close()` and
+    `with_options()`, and so does a client derived by `with_options`."""
     client = ACPClient("tok", base_url="http://127.0.0.1:9")
-    assert [name for name in dir(client) if not name.startswith("_")] == [
-        "close",
-        "closed",
-        "config",
-        "runs",
-    ]
+    for each in (client, client.with_options(timeout=1.0)):
+        assert [name for name in dir(each) if not name.startswith("_")] == [
+            "close",
+            "closed",
+            "config",
+            "runs",
+            "with_options",
+        ]
     assert [name for name in dir(client.runs) if not name.startswith("_")] == [
         "iter",
         "list",

@@ -425,9 +425,12 @@ def _bad_calls(
     runs = client.runs
     for bad, error in BAD_IDS:
         # Ids taken from an iterable (list_many, watch) raise ValueError from the iterator.
-        yield f"list id={bad!r}", lambda b=bad: runs.list(b), error
-        yield f"iter id={bad!r}", lambda b=bad: _drain(runs.iter(b)), error
-        yield f"pages id={bad!r}", lambda b=bad: _drain(runs.pages(b)), error
+        # None is no id at all for list, iter and pages: the default server id is used,
+        # and with none configured that is a ValueError naming COMPUTER_AGENTS_SERVER_ID.
+        one_server_error = ValueError if bad is None else error
+        yield f"list id={bad!r}", lambda b=bad: runs.list(b), one_server_error
+        yield f"iter id={bad!r}", lambda b=bad: _drain(runs.iter(b)), one_server_error
+        yield f"pages id={bad!r}", lambda b=bad: _drain(runs.pages(b)), one_server_error
         yield f"list_many id={bad!r}", lambda b=bad: _drain(runs.list_many([b, sid])), ValueError
         yield f"watch id={bad!r}", lambda b=bad: _drain(runs.watch([b, sid])), ValueError
         yield f"wait_for id={bad!r}", lambda b=bad: runs.wait_for(b, "run-1"), error

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import acp_async
 from benchmarks import __main__ as bench
 from benchmarks import cli_scenario, converter_scenarios, http_bench, report, tls, watch_scenario
 
@@ -32,6 +35,18 @@ def test_our_scenarios_need_no_optional_library() -> None:
     conv = converter_scenarios.throughput(pages=2, rounds=1)
     assert {"acp_async (generated)", "hand-written constructor"} <= set(conv["bytes"])
     assert watch_scenario.measure([3], polls=2)[3]["bytes_per_server"] > 0
+
+
+def test_compare_runs_a_revision_beside_the_working_tree(tmp_path: Path) -> None:
+    """benchmarks.compare loads HEAD's package under another name and runs both fan-outs."""
+    from benchmarks import compare
+
+    base = compare.load_revision("HEAD", tmp_path)
+    assert base.__name__ == "acp_async_base"
+    assert base.ACPClient is not acp_async.ACPClient
+    results = compare.measure(base, base_name="HEAD", requests=8, concurrency=2, reps=1)
+    assert all(values["rate"][0] > 0 for values in results.values())
+    assert "now / HEAD" in compare.table(results, base_name="HEAD")
 
 
 def test_fleet_scenarios_run_at_tiny_sizes(redis_server: object) -> None:

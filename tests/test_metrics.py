@@ -263,7 +263,7 @@ def test_observer_is_none_without_the_flag_and_explains_a_missing_extra(
     assert _metrics.observer(argparse.Namespace()) is None  # a command without the option
     assert isinstance(_metrics.observer(_args(0)), PrometheusMetrics)
     monkeypatch.setitem(sys.modules, "acp_async.metrics", None)
-    with pytest.raises(UsageError, match=r"pip install 'acp-async\[metrics\]'"):
+    with pytest.raises(UsageError, match=r"pip install '\.\[metrics\]'"):
         _metrics.observer(_args(0))
 
 
@@ -290,4 +290,4 @@ def test_without_the_extra_the_import_error_names_it() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
-    assert "pip install 'acp-async[metrics]'" in out.stdout
+    assert "pip install '.[metrics]'" in out.stdout

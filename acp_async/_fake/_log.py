@@ -23,6 +23,19 @@ class RecordedRequest:
     ``"bearer"`` (``Authorization: Bearer <token>``), ``"runtime"``
     (``X-Computer-Agents-Runtime-Token: <runtime_token>``), or None when
     neither was right; it never holds the secret itself.
+
+    Attributes:
+        server_id: the server id of the path (decoded), or None off the runs route.
+        path: the raw, still percent-encoded path, without the query.
+        query: the query parameters.
+        headers: the request's headers.
+        started, finished: times on the fake's ``clock``, in seconds; ``finished`` is
+            None while the request is in flight.
+        status: the status sent, or None.
+        fault: the kind of fault injected (see ``FakeACPServer.fail``), or None.
+        method: the HTTP method.
+        request_id: the ``X-Request-Id`` the fake answered with.
+        auth: ``"bearer"``, ``"runtime"`` or None, as above.
     """
 
     server_id: str | None

@@ -23,7 +23,8 @@ from ._world import Server, World
 
 __all__ = ("FakeACPServer",)
 
-RUNTIME_TOKEN_HEADER: Final = "X-Computer-Agents-Runtime-Token"
+# The platform's runtime client sends its token under both names; either is accepted.
+RUNTIME_TOKEN_HEADERS: Final = ("X-Computer-Agents-Runtime-Token", "X-Testbase-Runtime-Token")
 _DEFAULT_LIMIT: Final = 20
 _MAX_LIMIT: Final = 1000
 # How long aiohttp may wait for handlers at close(); stalls are woken before that.
@@ -35,12 +36,38 @@ class FakeACPServer:
 
     Use it as ``async with FakeACPServer() as fake:`` and point a client at
     ``fake.base_url`` with ``fake.token`` (or ``fake.runtime_token``, sent as
-    ``X-Computer-Agents-Runtime-Token``, as code inside an ACP resource does).
+    ``X-Computer-Agents-Runtime-Token`` or ``X-Testbase-Runtime-Token``, as code inside an
+    ACP resource does).
     A page lists its runs under both ``data`` and ``runs``, as the API
     documents; ``shape="data"`` or ``shape="runs"`` serves only one.
     Everything is deterministic for a given ``seed`` and sequence of calls;
     ``clock`` drives ``progress_every`` and the timings in `requests`, so
     tests can inject a fake one.
+
+    Args:
+        token: the API key it accepts as ``Authorization: Bearer``. Default
+            ``"test-token"``.
+        runtime_token: the runtime token it accepts. Default ``"test-runtime-token"``.
+        servers: how many servers (ids ``srv-0001`` ...), or their ids. Default 3.
+        runs_per_server: runs each server starts with. Default 5.
+        seed: seeds the generated runs and faults. Default 0.
+        shape: where a page lists its runs: ``"both"`` (default), ``"data"``, ``"runs"``.
+        page_size: at most this many runs a page, with a ``Link: <...>; rel="next"``
+            header to the next one. Default None: one page, up to the request's limit.
+        progress_every: seconds after which a server's unfinished runs move a status
+            forward, counted from its last request. Default None: never by themselves.
+        fault_rate: the share of requests (0 to 1) that fail at random. Default 0.
+        latency: seconds added to every response. Default 0.
+        host: the address to listen on. Default ``"127.0.0.1"``.
+        port: the port; 0 (default) picks a free one (see ``base_url``).
+        prefix: a path prefix the API is served under (say ``"/acp"``). Default none.
+        clock: a monotonic clock in seconds. Default ``time.monotonic``.
+
+    Example::
+
+        async with FakeACPServer(servers=2) as fake:
+            async with ACPClient(fake.token, base_url=fake.base_url) as client:
+                page = await client.runs.list(fake.server_ids[0])
     """
 
     def __init__(
@@ -160,21 +187,23 @@ class FakeACPServer:
 
     @property
     def runtime_token(self) -> str:
-        """The runtime token it accepts as ``X-Computer-Agents-Runtime-Token``."""
+        """The runtime token it accepts as ``X-Computer-Agents-Runtime-Token`` (or
+        ``X-Testbase-Runtime-Token``)."""
         return self._runtime_token
 
     @property
     def server_ids(self) -> list[str]:
+        """The ids of the servers it serves, in order (``srv-0001``, ...)."""
         return self._world.server_ids
 
     # -- scripting the data --------------------------------------------------
 
     def add_server(self, server_id: str) -> None:
-        """Add a server with no runs; fill it with `add_run`."""
+        """Add a server ``server_id`` with no runs; fill it with `add_run`."""
         self._world.add_server(server_id)
 
     def add_run(self, server_id: str, **fields: Any) -> dict[str, Any]:
-        """Add the newest run (status "queued" unless given) and return a copy.
+        """Add the newest run of ``server_id`` (status "queued" unless given); return a copy.
 
         ``fields`` use the API's camelCase names and override the generated
         values; unknown names are stored too, which lets tests check that a
@@ -183,11 +212,11 @@ class FakeACPServer:
         return self._world.add_run(server_id, **fields)
 
     def runs(self, server_id: str) -> list[dict[str, Any]]:
-        """A deep copy of the server's runs, newest first."""
+        """A deep copy of the runs of ``server_id``, newest first, as the API sends them."""
         return self._world.runs(server_id)
 
     def set_run(self, server_id: str, run_id: str, **fields: Any) -> None:
-        """Change fields of a stored run (camelCase names).
+        """Change fields (camelCase names) of run ``run_id`` of ``server_id``.
 
         A new terminal ``status`` also gets ``completedAt`` (and ``error`` for
         "failed") unless given; a non-terminal one loses them.
@@ -195,7 +224,8 @@ class FakeACPServer:
         self._world.set_run(server_id, run_id, **fields)
 
     def advance(self, server_id: str | None = None, steps: int = 1) -> None:
-        """Move every non-terminal run ``steps`` status steps forward.
+        """Move every non-terminal run of ``server_id`` (None: of every server) ``steps``
+        status steps forward.
 
         queued -> running -> completed, except that a deterministic ~1 in 5
         (from the seed and the run id) ends "failed". Runs with a status the
@@ -225,7 +255,8 @@ class FakeACPServer:
         pause, the rest), "latency" (a pause, then the normal answer) and
         "redirect" (a 3xx to the ``Location`` in ``headers``).
 
-        ``server_id=None`` matches a request for any server. ``delay`` is
+        ``server_id=None`` matches a request for any server. ``retry_after`` is
+        sent as the ``Retry-After`` header (seconds or an HTTP date). ``delay`` is
         waited before the response for every kind except "stall", where it is
         the pause in the middle of the body; it defaults to 30 s for "stall",
         1 s for "latency" and 0 otherwise.
@@ -375,7 +406,7 @@ class FakeACPServer:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials == self._token:
             return "bearer"
-        if request.headers.get(RUNTIME_TOKEN_HEADER) == self._runtime_token:
+        if any(request.headers.get(h) == self._runtime_token for h in RUNTIME_TOKEN_HEADERS):
             return "runtime"
         return None
 

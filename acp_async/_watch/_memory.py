@@ -38,12 +38,27 @@ class WatchState:
     count are kept (a few dozen bytes, whatever the size of its text). Pass one to
     ``watch(state=...)`` and save ``to_dict()`` (JSON-ready) when the worker stops;
     ``from_dict`` on restart means known runs are not reported again.
+
+    ``servers`` maps each server id to its packed record (opaque bytes); read it only to
+    see which servers the state knows.
+
+    Example::
+
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        state = WatchState.from_dict(saved)
+        try:
+            async for event in client.runs.watch(server_ids, state=state):
+                ...
+        finally:
+            path.write_text(json.dumps(state.to_dict()))
     """
 
     # Packed bytes; a server whose poll is being handed over holds its live state.
     servers: dict[str, bytes | ServerState] = attrs.Factory(dict)
 
     def to_dict(self) -> dict[str, str]:
+        """The state as JSON-ready data: server id -> its packed record, base64-encoded
+        (about 1 KB per server at ``limit=50``). ``from_dict`` reads it back."""
         return {
             sid: base64.b64encode(_packed(saved)).decode() for sid, saved in self.servers.items()
         }
@@ -57,8 +72,13 @@ class WatchState:
 
     @classmethod
     def from_dict(cls, data: object) -> WatchState:
-        """Rebuild from ``to_dict()`` output (or the runs lists earlier versions saved);
-        a malformed one raises ResponseValidationError."""
+        """Rebuild a state from ``data``, the output of ``to_dict()`` (or the runs lists
+        that versions 0.x saved).
+
+        Raises:
+            ResponseValidationError: ``data`` is not such an object, or a server's record
+                is malformed (it names the server).
+        """
         if type(data) is not dict:
             raise ResponseValidationError("watch state must be an object of server id -> state")
         state = cls()

@@ -242,7 +242,16 @@ def _saved_state(server_id: str, saved: bytes) -> ServerState:
 
 @attrs.frozen
 class FleetStatus:
-    """How the fleet is doing; ``pending`` is unacknowledged events per consumer group.
+    """How the fleet is doing, as ``RedisFleet.status()`` returns it.
+
+    Attributes:
+        servers: servers in the fleet.
+        workers: workers that claimed or committed within the last two leases.
+        overdue: servers due more than one ``interval`` ago and not claimed.
+        oldest_overdue: seconds the most overdue server has waited beyond that.
+        failing: servers whose last poll failed.
+        stream_length: events in the stream.
+        pending: unacknowledged events per consumer group.
 
     Public as ``acp_async.fleet.FleetStatus``; defined here, where it is read."""
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, ACPError, InsecureTransportWarning, __version__
+from .._config import MissingCredentialsError
 from . import _demo, _fake, _metrics, _redis_fleet, _runs
 from ._parser import (
     ENVIRONMENT,
@@ -92,7 +93,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The arguments, with the global options (before or after the command) filled in."""
     args = build_parser().parse_args(argv)
     command: Command = args.command
-    fill_global_defaults(args, command.client or command.global_options)
+    fill_global_defaults(args, command.options)
     return args
 
 
@@ -119,6 +120,14 @@ class _StderrNow(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+# A shell user's advice (the library's own message speaks Python).
+NO_API_KEY = (
+    "no API key: export ACP_API_KEY=<your key> (COMPUTER_AGENTS_API_KEY works too); inside "
+    "an ACP resource the platform sets COMPUTER_AGENTS_RUNTIME_TOKEN instead. To try "
+    "things without an account, run `acp-async fake-server` and export what it prints"
+)
+
+
 def _client(args: argparse.Namespace) -> ACPClient:
     """The client, configured by the environment and ``--base-url`` as ``ACPClient`` resolves
     them; a bad or missing setting is a usage error, a plain-http warning one line."""
@@ -130,6 +139,8 @@ def _client(args: argparse.Namespace) -> ACPClient:
                 max_connections=max(100, getattr(args, "concurrency", 1)),
                 metrics=_metrics.observer(args),  # None unless --metrics-port
             )
+        except MissingCredentialsError:
+            raise UsageError(NO_API_KEY) from None
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     for message in caught:

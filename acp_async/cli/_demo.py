@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .. import ACPClient, ServerRuns, WatchState, to_json
 from ..testing import FakeACPServer
 from ._fake import churn
-from ._parser import Command, UsageError, add_command, count, seconds
+from ._parser import Command, UsageError, add_command, count, needs_extra, seconds
 from ._report import error_line
 from ._runs import collect
 
@@ -56,7 +56,7 @@ def _need_rich(args: argparse.Namespace) -> None:
     try:
         import rich  # noqa: F401, PLC0415 - the optional extra: is it installed?
     except ImportError:
-        raise UsageError("the demo needs the 'cli' extra: pip install 'acp-async[cli]'") from None
+        raise UsageError(needs_extra("the demo", "cli")) from None
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -75,7 +75,8 @@ async def demo(*, servers: int, seconds: float) -> int:
         fault_rate=DEMO_FAULT_RATE,
         latency=DEMO_LATENCY,
     )
-    async with fake, ACPClient(fake.token, base_url=fake.base_url) as client:
+    # trust_env=False: the embedded server is on loopback, whatever HTTPS_PROXY says.
+    async with fake, ACPClient(fake.token, base_url=fake.base_url, trust_env=False) as client:
         console.print(
             f"[bold]acp-async demo[/]: an embedded FakeACPServer at {fake.base_url}, "
             f"{servers} servers with 5 runs each;\n{DEMO_LATENCY * 1000:.0f} ms per response, "

@@ -27,43 +27,84 @@ def register(commands: Subcommands) -> None:
         "fake-server",
         Command(serve, on_signal=OK),
         help="serve a fake ACP API with seeded runs, for trying things out",
-        description="Serve FakeACPServer until Ctrl-C; it prints the base URL and token to use.",
-    )
-    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    fake.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT}; 0: any free one)"
-    )
-    fake.add_argument("--servers", type=count, default=20, metavar="N", help="servers (20)")
-    fake.add_argument("--runs", type=count, default=5, metavar="N", help="runs per server (5)")
-    fake.add_argument(
-        "--fault-rate", type=_rate, default=0.0, metavar="R", help="share of requests that fail"
+        description="Serve FakeACPServer (the SDK's test server: seeded servers and runs "
+        "that move on by themselves, faults on demand) until Ctrl-C or SIGTERM (exit 0). "
+        "It accepts the API key --token as 'Authorization: Bearer <token>' (default: "
+        "test-token) and the runtime token --runtime-token as "
+        "'X-Computer-Agents-Runtime-Token' (default: test-runtime-token), and prints the "
+        "variables to export.",
     )
     fake.add_argument(
-        "--latency", type=_non_negative, default=0.0, metavar="S", help="seconds per response"
+        "--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)"
+    )
+    fake.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"the port to listen on (default: {DEFAULT_PORT}; 0: any free one)",
+    )
+    fake.add_argument(
+        "--servers", type=count, default=20, metavar="N", help="how many servers (default: 20)"
+    )
+    fake.add_argument(
+        "--runs", type=count, default=5, metavar="N", help="runs per server at start (default: 5)"
+    )
+    fake.add_argument(
+        "--page-size",
+        type=count,
+        metavar="N",
+        help="at most N runs a page, with a 'Link: <...>; rel=\"next\"' header to the next "
+        "one, so runs.iter()/pages() follow it (default: one page, up to the request's limit)",
+    )
+    fake.add_argument(
+        "--fault-rate",
+        type=_rate,
+        default=0.0,
+        metavar="R",
+        help="the share of requests that fail, from 0 to 1 (default: 0)",
+    )
+    fake.add_argument(
+        "--latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="seconds added to each response (default: 0)",
     )
     fake.add_argument(
         "--progress-every",
         type=seconds,
         default=5.0,
         metavar="S",
-        help="runs move a status forward every S seconds (5)",
+        help="seconds between status steps of each unfinished run (default: 5)",
     )
     fake.add_argument(
         "--new-run-every",
         type=_non_negative,
         default=2.0,
         metavar="S",
-        help="queue a new run on some server every S seconds (2; 0: never)",
+        help="seconds between new queued runs on a random server (default: 2; 0: never)",
     )
     fake.add_argument(
         "--shape",
         choices=("both", "data", "runs"),
         default="both",
         help="where a page lists its runs: under data and runs (both, as the API documents), "
-        "or only one of them",
+        "or only one of them (default: both)",
     )
-    fake.add_argument("--seed", type=int, default=0, help="seed for the generated runs (0)")
-    fake.add_argument("--token", default="test-token", help="the token it accepts (test-token)")
+    fake.add_argument(
+        "--seed", type=int, default=0, help="the seed of the generated runs (default: 0)"
+    )
+    fake.add_argument(
+        "--token",
+        default="test-token",
+        help="the API key it accepts, as Authorization: Bearer (default: test-token)",
+    )
+    fake.add_argument(
+        "--runtime-token",
+        default="test-runtime-token",
+        help="the runtime token it accepts, as X-Computer-Agents-Runtime-Token or "
+        "X-Testbase-Runtime-Token (default: test-runtime-token)",
+    )
 
 
 def _non_negative(text: str) -> float:
@@ -93,7 +134,9 @@ async def serve(args: argparse.Namespace) -> int:
     """Serve until a signal cancels us; the fake closes on the way out."""
     fake = FakeACPServer(
         token=args.token,
+        runtime_token=args.runtime_token,
         servers=args.servers,
+        page_size=args.page_size,
         runs_per_server=args.runs,
         seed=args.seed,
         shape=args.shape,
@@ -110,10 +153,14 @@ async def serve(args: argparse.Namespace) -> int:
         return FAILED
     try:
         ids = fake.server_ids
+        pages = f", {args.page_size} a page" if args.page_size else ""
         print(
-            f"FakeACPServer: {len(ids)} servers ({ids[0]} .. {ids[-1]}), {args.runs} runs each",
+            f"FakeACPServer: {len(ids)} servers ({ids[0]} .. {ids[-1]}), "
+            f"{args.runs} runs each{pages}",
             f"  export ACP_BASE_URL={_local_url(fake.base_url, args.host)}",
             f"  export ACP_API_KEY={fake.token}",
+            f"  (or, as code inside a platform resource does, export "
+            f"COMPUTER_AGENTS_RUNTIME_TOKEN={fake.runtime_token} instead of ACP_API_KEY)",
             f"  then: seq -f 'srv-%04g' 1 {len(ids)} | acp-async runs poll --servers-file -",
             "Ctrl-C stops it.",
             sep="\n",

@@ -25,7 +25,14 @@ from rich.table import Table
 from rich.text import Text
 
 from ..models import AgentRun, AgentRunList, RunEvent, RunStatus, ServerRuns
-from ._report import clean, event_parts, short
+from ._report import (
+    EVENT_FIXED_WIDTH,
+    NARROW_STATUS_WIDTH,
+    STATUS_WIDTH,
+    clean,
+    event_parts,
+    short,
+)
 
 STATUS_STYLES = {
     RunStatus.QUEUED: "cyan",
@@ -58,6 +65,12 @@ def status_text(status: object) -> Text:
 
 # Below this many columns the runs table drops the year and the seconds, so titles fit.
 _WIDE = 120
+# A title gets at least this many columns before a column beside it is dropped...
+_MIN_TITLE = 20
+# ... dropped in this order (the least needed first); the id and the status always stay.
+_DROPPED_FIRST = ("completed (UTC)", "mode", "created (UTC)")
+_MAX_TITLE = 60
+_GAP = 2  # columns between two columns: the padding plus the box's blank separator
 
 
 def _when(moment: datetime | None, compact: bool) -> str:
@@ -88,23 +101,42 @@ def _table(*columns: str, footers: Sequence[Text] = ()) -> Table:
 def runs_table(runs: Sequence[AgentRun], *, width: int | None = None) -> Table:
     """id, status, mode, title, created and completed (UTC), newest first like the API.
 
-    On a narrow terminal only the title gives way (cut with an ellipsis), and the times
-    drop the year and seconds; the ids and statuses stay whole.
+    On a narrow terminal the times drop the year and seconds, then the completed, mode and
+    created columns go, in that order, while the title has fewer than 20 columns; the
+    title takes what is left, cut with an ellipsis. The ids and statuses stay whole.
     """
     compact = width is not None and width < _WIDE
-    table = _table("id", "status", "mode", "title", "created (UTC)", "completed (UTC)")
-    title = table.columns[3]
-    title.no_wrap = False  # the one column rich may shrink; its cells still never wrap
-    title.max_width = 60
-    for run in runs:
-        table.add_row(
-            _cell(run.id),
-            status_text(run.status),
-            _cell(run.mode),
-            Text(clean(run.title or "-"), no_wrap=True, overflow="ellipsis"),
-            _cell(_when(run.created_at, compact)),
-            _cell(_when(run.completed_at, compact)),
-        )
+    cells = {
+        "id": [_cell(run.id) for run in runs],
+        "status": [status_text(run.status) for run in runs],
+        "mode": [_cell(run.mode) for run in runs],
+        "title": [Text(clean(run.title or "-")) for run in runs],
+        "created (UTC)": [_cell(_when(run.created_at, compact)) for run in runs],
+        "completed (UTC)": [_cell(_when(run.completed_at, compact)) for run in runs],
+    }
+    natural = {
+        name: max([len(name), *(c.cell_len for c in column)]) for name, column in cells.items()
+    }
+    shown = list(cells)
+    title_width = min(natural["title"], _MAX_TITLE)
+    if width is not None:
+
+        def room() -> int:  # what the title would get beside the other shown columns
+            others = [natural[name] for name in shown if name != "title"]
+            return width - sum(others) - _GAP * len(others)
+
+        for name in _DROPPED_FIRST:
+            if room() >= min(_MIN_TITLE, natural["title"]):
+                break
+            shown.remove(name)
+        title_width = max(1, min(title_width, room()))
+    table = _table(*shown)
+    for column in table.columns:
+        column.min_width = natural[str(column.header)]
+        if column.header == "title":
+            column.min_width = column.max_width = title_width
+    for row in zip(*(cells[name] for name in shown), strict=True):
+        table.add_row(*row)
     return table
 
 
@@ -160,10 +192,17 @@ def status_summary(counts: Counter[str]) -> Table:
     return table
 
 
-def event_line(event: RunEvent, id_width: int) -> Text:
-    """``event_text``'s columns, with the kind in bold and the statuses coloured."""
+def event_line(event: RunEvent, id_width: int, width: int | None = None) -> Text:
+    """``event_text``'s columns, with the kind in bold and the statuses coloured.
+
+    On a terminal ``width`` columns wide where the title would get fewer than 20 columns,
+    the status column narrows so the title keeps some room (it is cut at the edge).
+    """
+    status_width = STATUS_WIDTH
+    if width is not None and width - EVENT_FIXED_WIDTH - id_width - STATUS_WIDTH < _MIN_TITLE:
+        status_width = NARROW_STATUS_WIDTH
     line = Text()
-    for text, what in event_parts(event, id_width):
+    for text, what in event_parts(event, id_width, status_width):
         if what == "status":
             line.append_text(status_text(text))
         else:

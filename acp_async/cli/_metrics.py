@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ._parser import UsageError
+from ._parser import UsageError, needs_extra
 from ._report import note, warn
 
 if TYPE_CHECKING:  # the extra is imported only when --metrics-port is given
@@ -41,13 +41,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=port_number,
         metavar="P",
-        help="serve Prometheus metrics at http://HOST:P/metrics (0: any free port)",
+        help="serve Prometheus metrics at http://HOST:P/metrics (default: none; 0: any free port)",
     )
     parser.add_argument(
         "--metrics-host",
         default=DEFAULT_HOST,
         metavar="HOST",
-        help=f"address for --metrics-port to listen on ({DEFAULT_HOST})",
+        help=f"the address --metrics-port listens on (default: {DEFAULT_HOST})",
     )
 
 
@@ -59,9 +59,7 @@ def observer(args: argparse.Namespace) -> PrometheusMetrics | None:
     try:
         from ..metrics import PrometheusMetrics  # noqa: PLC0415 - the optional extra
     except ImportError:
-        raise UsageError(
-            "--metrics-port needs the 'metrics' extra: pip install 'acp-async[metrics]'"
-        ) from None
+        raise UsageError(needs_extra("--metrics-port", "metrics")) from None
     return PrometheusMetrics()
 
 

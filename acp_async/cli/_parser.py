@@ -31,15 +31,34 @@ EXIT_CODES = (
 )
 # Documentation only: the client itself resolves the environment (see ACPClient).
 ENVIRONMENT = (
-    "The API key comes from ACP_API_KEY or COMPUTER_AGENTS_API_KEY (never from an option), "
-    "or, inside an ACP resource, the runtime token from COMPUTER_AGENTS_RUNTIME_TOKEN; the "
-    "base URL from --base-url, ACP_BASE_URL, COMPUTER_AGENTS_BASE_URL or "
-    "COMPUTER_AGENTS_API_URL (with a runtime token, COMPUTER_AGENTS_PLATFORM_API_URL too)."
+    "The API key comes from ACP_API_KEY, COMPUTER_AGENTS_API_KEY or TESTBASE_API_KEY (never "
+    "from an option), or, inside an ACP resource, the runtime token from "
+    "COMPUTER_AGENTS_RUNTIME_TOKEN or TESTBASE_RUNTIME_TOKEN; the base URL from --base-url, "
+    "ACP_BASE_URL, COMPUTER_AGENTS_BASE_URL or COMPUTER_AGENTS_API_URL (with a runtime "
+    "token also COMPUTER_AGENTS_PLATFORM_API_URL, TESTBASE_PLATFORM_API_URL and the runtime "
+    "JSON in COMPUTER_AGENTS_RUNTIME_JSON_B64). HTTPS_PROXY, HTTP_PROXY and NO_PROXY are "
+    "honoured."
 )
+# How to install an extra, for the messages that need one: acp-async is not on PyPI yet.
+INSTALL_HINT = (
+    "from a clone of the acp-async repository: pip install '.[{extra}]' "
+    "(or pip install 'acp-async[{extra}]' once it is published)"
+)
+
+
+def needs_extra(what: str, extra: str) -> str:
+    """The usage error's text for ``what`` needing ``extra``, with how to install it."""
+    return f"{what} needs the '{extra}' extra: {INSTALL_HINT.format(extra=extra)}"
 
 
 class UsageError(Exception):
     """A mistake on the command line or in its input: exit 2, one line, no traceback."""
+
+
+# The options any command may take before or after its name (`acp-async --json runs list`),
+# and their defaults; a command names the ones it takes in `Command.options`.
+GLOBAL_DEFAULTS: dict[str, Any] = {"base_url": None, "json": False, "verbose": 0}
+CLIENT_OPTIONS = frozenset(GLOBAL_DEFAULTS)  # a command that talks to the API takes them all
 
 
 @attrs.frozen
@@ -50,24 +69,35 @@ class Command:
     a missing extra) come before anything else. Then ``run(args)``, or ``run(args,
     client)`` when ``client`` is true: the client is made from the environment and the
     global options, and closed after ``run``. A signal (Ctrl-C, SIGTERM) cancels ``run``
-    and the process exits ``on_signal``.
+    and the process exits ``on_signal``. ``options`` are the global options it takes
+    (``base_url``, ``json``, ``verbose``): any other one given is a usage error naming it.
     """
 
     run: Callable[..., Awaitable[int]]
     check: Callable[[argparse.Namespace], None] | None = None
     client: bool = False
     on_signal: int = INTERRUPTED
-    global_options: bool = False  # takes --json, --base-url, -v without a client
+    options: frozenset[str] = frozenset()
 
 
 def add_command(
     commands: Subcommands, name: str, command: Command, **kwargs: Any
 ) -> argparse.ArgumentParser:
-    """A subcommand that runs ``command``; one with a client takes the global options too."""
-    parents = [client_options()] if command.client or command.global_options else []
-    parser = commands.add_parser(name, parents=parents, **kwargs)
+    """A subcommand that runs ``command``. Every subcommand parses the global options (so
+    one given after the name is never argparse's generic error); its ``--help`` shows only
+    those it takes."""
+    parser = commands.add_parser(name, **kwargs)
+    add_global_options(parser, shown=command.options)
     parser.set_defaults(command=command, command_prog=parser.prog)
     return parser
+
+
+def add_group(commands: Subcommands, name: str, **kwargs: Any) -> Subcommands:
+    """A group of subcommands (``runs``, ``fleet``); the global options are parsed between
+    its name and the subcommand's too (``acp-async fleet --json status``)."""
+    group = commands.add_parser(name, **kwargs)
+    add_global_options(group, shown=frozenset())
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
 # -- argument types: the SDK's checks, with the command line's wording --------------------
@@ -104,47 +134,48 @@ class _RefuseApiKey(argparse.Action):
         )
 
 
-# The options any command may take before or after its name (`acp-async --json runs list`).
-# Both copies default to SUPPRESS, so one given after the subcommand does not overwrite the
-# same option given before it; `GLOBAL_DEFAULTS` fills in what neither gave.
-GLOBAL_DEFAULTS: dict[str, Any] = {"base_url": None, "json": False, "verbose": 0}
+def add_global_options(
+    parser: argparse.ArgumentParser, shown: frozenset[str] = CLIENT_OPTIONS
+) -> None:
+    """``--base-url``, ``--json`` and ``-v``; help only for those in ``shown``.
 
+    Each copy defaults to SUPPRESS, so one given after the subcommand does not overwrite
+    the same option given before it; ``fill_global_defaults`` fills in what neither gave.
+    """
 
-def add_global_options(parser: argparse.ArgumentParser) -> None:
+    def helped(name: str, text: str) -> str:
+        return text if name in shown else argparse.SUPPRESS
+
     parser.add_argument(
         "--base-url",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help="API base URL (default: $ACP_BASE_URL, $COMPUTER_AGENTS_BASE_URL, "
-        "$COMPUTER_AGENTS_API_URL, https://api.computer-agents.com)",
+        help=helped(
+            "base_url",
+            "the API's base URL (default: $ACP_BASE_URL, $COMPUTER_AGENTS_BASE_URL, "
+            "$COMPUTER_AGENTS_API_URL, else https://api.computer-agents.com)",
+        ),
     )
     parser.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="one JSON object per line, in the API's field names",
+        help=helped("json", "print one JSON object per line, with the API's camelCase keys"),
     )
     parser.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=argparse.SUPPRESS,
-        help="log retries (-v), every request (-vv)",
+        help=helped("verbose", "log retries on stderr (-v), and every request (-vv)"),
     )
     parser.add_argument("--api-key", nargs="?", action=_RefuseApiKey, help=argparse.SUPPRESS)
 
 
-def client_options() -> argparse.ArgumentParser:
-    """A parent parser with the global options, for subcommands that talk to an API."""
-    parent = argparse.ArgumentParser(add_help=False)
-    add_global_options(parent)
-    return parent
-
-
-def fill_global_defaults(args: argparse.Namespace, takes_globals: bool) -> None:
-    """Defaults for the global options; refuse them for a command that has no use for them."""
-    given = [name for name in GLOBAL_DEFAULTS if hasattr(args, name)]
-    if given and not takes_globals:
+def fill_global_defaults(args: argparse.Namespace, takes: frozenset[str]) -> None:
+    """Defaults for the global options; refuse one a command has no use for."""
+    given = [name for name in GLOBAL_DEFAULTS if hasattr(args, name) and name not in takes]
+    if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise UsageError(f"{args.command_prog.removeprefix(PROG + ' ')} does not take {flags}")
     for name, default in GLOBAL_DEFAULTS.items():

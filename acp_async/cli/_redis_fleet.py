@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, AuthenticationError, to_json
 from . import _metrics
-from ._parser import FAILED, OK, Command, UsageError, add_command, count, seconds
-from ._report import clean, warn
+from ._parser import (
+    FAILED,
+    OK,
+    Command,
+    UsageError,
+    add_command,
+    add_group,
+    count,
+    needs_extra,
+    seconds,
+)
+from ._report import clean, describe, emit, warn
 from ._servers import server_ids
 
 if TYPE_CHECKING:
@@ -32,46 +42,116 @@ REDIS_URL_ENV = "ACP_REDIS_URL"
 
 def register(commands: Subcommands) -> None:
     """``fleet add|remove|worker|events|status``."""
-    fleet = commands.add_parser(
+    sub = add_group(
+        commands,
         "fleet",
         help="watch a fleet with many workers through Redis (extra 'redis')",
-        description="A fleet of ACP servers watched by any number of workers through Redis.",
+        description="A fleet of ACP servers watched by any number of workers, on any hosts, "
+        "through Redis: add servers, start workers, read the events they append.",
     )
-    sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
-    for name, run, text in (("add", _add, "add servers"), ("remove", _remove, "remove servers")):
-        parser = add_command(sub, name, Command(run, check=_check_ids), help=text)
+    for name, run, text, description in (
+        (
+            "add",
+            _add,
+            "add servers to the fleet",
+            "Add servers to the fleet (idempotent): the workers poll them from then on. "
+            "Prints how many were new and how many the fleet has.",
+        ),
+        (
+            "remove",
+            _remove,
+            "remove servers from the fleet",
+            "Remove servers from the fleet: no worker polls them any more. Prints how many "
+            "were removed.",
+        ),
+    ):
+        parser = add_command(
+            sub, name, Command(run, check=_check_ids), help=text, description=description
+        )
         _common(parser)
         parser.add_argument("server_ids", nargs="*", metavar="SERVER_ID")
-        parser.add_argument("--servers-file", metavar="FILE", help="more ids ('-': stdin)")
+        parser.add_argument(
+            "--servers-file",
+            metavar="FILE",
+            help="more server ids, one per line; '#' starts a comment ('-': stdin)",
+        )
 
     worker = add_command(
         sub,
         "worker",
-        Command(_worker, check=_check_redis, client=True, on_signal=OK),
+        Command(
+            _worker,
+            check=_check_redis,
+            client=True,
+            on_signal=OK,
+            options=frozenset({"base_url", "verbose"}),
+        ),
         help="poll the fleet's due servers until stopped",
+        description="Claim the fleet's due servers, poll them and append their changes to "
+        "the fleet's stream, until Ctrl-C or SIGTERM (then it hands its claims back and "
+        "exits 0). Run as many as you like, on any hosts. A refused API token exits 1.",
     )
     _common(worker)
-    worker.add_argument("--concurrency", type=count, default=16, metavar="N", help="polls (16)")
-    worker.add_argument("--interval", type=seconds, default=30.0, metavar="S", help="busy (30)")
-    worker.add_argument("--limit", type=count, default=50, metavar="N", help="runs a poll (50)")
-    worker.add_argument("--lease", type=seconds, default=60.0, metavar="S", help="claim (60)")
+    worker.add_argument(
+        "--concurrency",
+        type=count,
+        default=16,
+        metavar="N",
+        help="polls in flight at most (default: 16)",
+    )
+    worker.add_argument(
+        "--interval",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds between polls of a busy server, one with a run not yet finished "
+        "(default: 30); idle and failing servers are polled less often",
+    )
+    worker.add_argument(
+        "--limit", type=count, default=50, metavar="N", help="runs read per poll (default: 50)"
+    )
+    worker.add_argument(
+        "--lease",
+        type=seconds,
+        default=60.0,
+        metavar="S",
+        help="seconds a worker holds a claimed server; a dead worker's servers are polled "
+        "again after it (default: 60)",
+    )
     _metrics.add_options(worker)
 
     events = add_command(
         sub,
         "events",
-        Command(_events, check=_check_redis, global_options=True, on_signal=OK),
+        Command(
+            _events,
+            check=_check_redis,
+            on_signal=OK,
+            options=frozenset({"json", "verbose"}),
+        ),
         help="print the fleet's events (and acknowledge them)",
+        description="Print the fleet's events (a run created or updated) as they are "
+        "appended, each acknowledged once printed, until Ctrl-C or SIGTERM (exit 0). "
+        "Events are read through a consumer group: a group sees every event once (at least "
+        "once), shared among its consumers; unacknowledged ones are delivered again.",
     )
     _common(events)
-    events.add_argument("--group", default="cli", help="consumer group (cli)")
-    events.add_argument("--consumer", default=socket.gethostname(), help="consumer (hostname)")
+    events.add_argument(
+        "--group", default="cli", help="the consumer group to read through (default: cli)"
+    )
+    events.add_argument(
+        "--consumer",
+        default=socket.gethostname(),
+        help="this consumer's name in the group (default: the host name)",
+    )
 
     status = add_command(
         sub,
         "status",
-        Command(_status, check=_check_redis, global_options=True),
+        Command(_status, check=_check_redis, options=frozenset({"json", "verbose"})),
         help="servers, workers, backlog",
+        description="The fleet at a glance: servers, live workers, overdue and failing "
+        "servers, the stream's length and each consumer group's unacknowledged events.",
     )
     _common(status)
     status.add_argument(
@@ -79,20 +159,27 @@ def register(commands: Subcommands) -> None:
         type=seconds,
         default=30.0,
         metavar="S",
-        help="the workers' --interval, to judge what is overdue (30)",
+        help="the workers' --interval in seconds, to judge what is overdue (default: 30)",
     )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", metavar="URL", help=f"Redis URL (default: ${REDIS_URL_ENV})")
-    parser.add_argument("--fleet", default="default", metavar="NAME", help="fleet name (default)")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help=f"the Redis URL, redis://, rediss:// or unix:// (default: ${REDIS_URL_ENV}, "
+        "which keeps a password out of the process list)",
+    )
+    parser.add_argument(
+        "--fleet", default="default", metavar="NAME", help="the fleet's name (default: default)"
+    )
 
 
 def _check_redis(args: argparse.Namespace) -> None:
     try:
         import redis  # noqa: F401, PLC0415 - the optional extra: is it installed?
     except ImportError:
-        raise UsageError("fleet needs the 'redis' extra: pip install 'acp-async[redis]'") from None
+        raise UsageError(needs_extra("fleet", "redis")) from None
     if not (args.redis or os.environ.get(REDIS_URL_ENV)):
         raise UsageError(f"no Redis: give --redis URL or set {REDIS_URL_ENV}")
 
@@ -138,7 +225,10 @@ async def _status(args: argparse.Namespace) -> int:
 
     async def status() -> None:
         now = await fleet.status()
-        print(json.dumps(status_json(now)) if args.json else status_table(now))
+        if args.json:
+            emit(status_json(now))
+        else:
+            print(status_table(now))
 
     return await _one_shot(fleet, status)
 
@@ -172,7 +262,7 @@ async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
             try:
                 await fleet.work(client, concurrency=args.concurrency)
             except AuthenticationError as exc:
-                warn(f"the API refused the token ({exc.status}); stopping: {exc.message}")
+                warn(f"worker stopped: {describe(exc)}")
                 return FAILED
         return OK  # pragma: no cover - work() returns only by raising
 
@@ -185,8 +275,10 @@ async def _events(args: argparse.Namespace) -> int:
         stream = fleet.events(args.group, args.consumer)
         async with contextlib.aclosing(stream):
             async for event in stream:
-                line = json.dumps(event_json(event)) if args.json else event_line(event)
-                print(line, flush=True)
+                if args.json:
+                    emit(event_json(event))
+                else:
+                    print(event_line(event), flush=True)
                 await fleet.ack(args.group, event)
     return OK  # pragma: no cover - the stream has no end
 
@@ -203,12 +295,32 @@ def event_json(event: FleetEvent) -> dict[str, Any]:
 
 
 def event_line(event: FleetEvent) -> str:
+    """``09:14:03  updated  srv-0007  run-...  queued -> running  title``: the columns of
+    ``runs watch``, the time being when the event was appended (its stream entry id)."""
     run = event.run
     status = str(run.status or "-")
     if event.previous_status is not None and str(event.previous_status) != status:
         status = f"{event.previous_status} -> {status}"
-    parts = (event.kind, event.server_id, run.id or "-", status, run.title or "")
-    return clean("  ".join(parts))
+    parts = (
+        _appended_at(event.id),
+        f"{event.kind:<7}",
+        event.server_id,
+        run.id or "-",
+        status,
+        run.title or "",
+    )
+    return clean("  ".join(parts)).rstrip()
+
+
+def _appended_at(entry_id: str) -> str:
+    """The local time (HH:MM:SS) a Redis stream entry id ``<milliseconds>-<n>`` names; now
+    when the id is not one."""
+    milliseconds, _, _ = entry_id.partition("-")
+    try:
+        moment = datetime.fromtimestamp(int(milliseconds) / 1000)
+    except (ValueError, OverflowError, OSError):
+        moment = datetime.now()
+    return moment.strftime("%H:%M:%S")
 
 
 def status_json(status: FleetStatus) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from .. import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
     ResponseValidationError,
     RunEvent,
     to_json,
@@ -35,6 +36,13 @@ def clean(text: object) -> str:
     A run title with an escape sequence must not recolour, move or clear the screen.
     """
     return "".join(" " if unicodedata.category(c) == "Cc" else c for c in str(text))
+
+
+# What a 401 says in every command, the one place it is worded.
+AUTH_HINT = (
+    "the API refused the credentials: check the API key in ACP_API_KEY (or "
+    "COMPUTER_AGENTS_API_KEY), or the runtime token in COMPUTER_AGENTS_RUNTIME_TOKEN"
+)
 
 
 def _phrase(status: int) -> str:
@@ -58,7 +66,8 @@ def describe(exc: ACPError) -> str:
             extras.append(f"request id {exc.request_id}")
         if exc.retry_after is not None:
             extras.append(f"retry after {exc.retry_after:g}s")
-        return f"{text} ({', '.join(extras)})" if extras else text
+        text = f"{text} ({', '.join(extras)})" if extras else text
+        return f"{text}; {AUTH_HINT}" if isinstance(exc, AuthenticationError) else text
     text, url = str(exc), exc.url
     if isinstance(exc, APITimeoutError):
         text = text if text.startswith("timed out") else f"timed out: {text}"
@@ -179,7 +188,17 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     return body
 
 
-def event_parts(event: RunEvent, id_width: int) -> list[tuple[str, str]]:
+# The status column of a watch line: wide enough for "completed -> cancelled" where there
+# is room, else for "completed" alone (a change then pushes the title a little right).
+STATUS_WIDTH, NARROW_STATUS_WIDTH = 21, 9
+RUN_ID_WIDTH = 16
+# What a watch line needs before its title: time, kind, run id and the gaps between them.
+EVENT_FIXED_WIDTH = 8 + 2 + 7 + 2 + 2 + RUN_ID_WIDTH + 2 + 2
+
+
+def event_parts(
+    event: RunEvent, id_width: int, status_width: int = STATUS_WIDTH
+) -> list[tuple[str, str]]:
     """A watch line as ``(text, what)`` parts, ``what`` naming the part for colour.
 
     ``09:14:03  updated  srv-0007  run-...  queued -> running  title``: the same columns
@@ -196,12 +215,12 @@ def event_parts(event: RunEvent, id_width: int) -> list[tuple[str, str]]:
     run = event.run
     if run is None:
         return parts
-    parts += [(clean(run.id or "-").ljust(16), ""), ("  ", "")]
+    parts += [(clean(run.id or "-").ljust(RUN_ID_WIDTH), ""), ("  ", "")]
     change: list[tuple[str, str]] = []
     if event.previous is not None and event.previous.status != run.status:
         change += [(_status(event.previous.status), "status"), (" -> ", "arrow")]
     change.append((_status(run.status), "status"))
-    padding = 21 - sum(len(text) for text, _ in change)
+    padding = status_width - sum(len(text) for text, _ in change)
     parts += [*change, (" " * max(0, padding), ""), ("  ", ""), (clean(run.title or ""), "")]
     return parts
 

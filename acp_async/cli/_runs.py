@@ -9,9 +9,19 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING
 
-from .. import ACPClient, ACPError, AuthenticationError, RunEvent, ServerRuns, to_json
+from .. import ACPClient, ACPError, RunEvent, ServerRuns, to_json
 from . import _metrics
-from ._parser import OK, Command, UsageError, add_command, count, seconds
+from ._parser import (
+    CLIENT_OPTIONS,
+    OK,
+    Command,
+    UsageError,
+    add_command,
+    add_group,
+    count,
+    needs_extra,
+    seconds,
+)
 from ._report import (
     clean,
     describe,
@@ -32,63 +42,105 @@ if TYPE_CHECKING:
 
 def register(commands: Subcommands) -> None:
     """``runs list|poll|watch``."""
-    runs = commands.add_parser("runs", help="read agent runs", description="Read agent runs.")
-    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    runs_commands = add_group(
+        commands,
+        "runs",
+        help="read agent runs",
+        description="Read the agent runs of one server (list), of many once (poll), or "
+        "as they change (watch).",
+    )
 
     list_ = add_command(
         runs_commands,
         "list",
-        Command(list_command, check=_check_list, client=True),
+        Command(list_command, check=_check_list, client=True, options=CLIENT_OPTIONS),
         help="one server's newest runs, as a table",
-        description="One server's newest runs (one request), newest first.",
+        description="Print one server's newest runs (one request), newest first: a table, "
+        "or with --json one run per line. Exit 1 when the request fails.",
     )
-    list_.add_argument("server_id", metavar="SERVER_ID")
-    list_.add_argument("--limit", type=count, metavar="N", help="how many runs (server: 20)")
+    list_.add_argument(
+        "server_id",
+        metavar="SERVER_ID",
+        nargs="?",
+        help="the server to read (default: the configured default server id, "
+        "$COMPUTER_AGENTS_SERVER_ID, set for you inside a platform resource)",
+    )
+    list_.add_argument(
+        "--limit",
+        type=count,
+        metavar="N",
+        help="how many runs to read (default: the server's, 20 on the platform)",
+    )
 
     poll = add_command(
         runs_commands,
         "poll",
-        Command(poll_command, check=_check_poll, client=True),
+        Command(poll_command, check=_check_poll, client=True, options=CLIENT_OPTIONS),
         help="read many servers at once, then a summary",
-        description="Read many servers at once (one request each), then a summary. "
-        "Interrupted, it prints what it has and how many servers answered.",
+        description="Read many servers at once (one request each, --concurrency at a time), "
+        "then print a table of runs by status per server and a summary line; with --json, "
+        "one page per server per line as each answers. Interrupted, it prints what it has "
+        "and how many servers answered. Exit 1 when any server failed.",
     )
     _add_fleet_options(poll)
-    poll.add_argument("--limit", type=count, metavar="N", help="runs per server (server: 20)")
+    poll.add_argument(
+        "--limit",
+        type=count,
+        metavar="N",
+        help="runs read per server (default: the server's, 20 on the platform)",
+    )
 
     watch = add_command(
         runs_commands,
         "watch",
-        Command(watch_command, check=_check_watch, client=True, on_signal=OK),
+        Command(
+            watch_command, check=_check_watch, client=True, on_signal=OK, options=CLIENT_OPTIONS
+        ),
         help="print runs as they are created or change",
-        description="Print a line per created or updated run until Ctrl-C or SIGTERM (exit 0).",
+        description="Poll the servers and print a line per run created or updated (the "
+        "first poll lists every run as created) until Ctrl-C or SIGTERM (exit 0). A "
+        "failing server is reported and kept watched; a refused API key exits 1.",
     )
     _add_fleet_options(watch)
     watch.add_argument(
-        "--interval", type=seconds, default=5.0, metavar="S", help="seconds between polls (5)"
+        "--interval",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds between polls of a server (default: 5)",
     )
-    watch.add_argument("--limit", type=count, default=50, metavar="N", help="runs per poll (50)")
+    watch.add_argument(
+        "--limit", type=count, default=50, metavar="N", help="runs read per poll (default: 50)"
+    )
     _metrics.add_options(watch)
 
 
 def _add_fleet_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("server_ids", nargs="*", metavar="SERVER_ID")
+    parser.add_argument("server_ids", nargs="*", metavar="SERVER_ID", help="servers to read")
     parser.add_argument(
-        "--servers-file", metavar="FILE", help="more server ids, one per line ('-': stdin)"
+        "--servers-file",
+        metavar="FILE",
+        help="more server ids, one per line; '#' starts a comment ('-': stdin)",
     )
     parser.add_argument(
         "--shard",
         type=parse_shard,
         metavar="I/N",
-        help="take only worker I's share of N (0 <= I < N); N copies split the fleet",
+        help="take only share I of N (0 <= I < N), so N copies split the servers between "
+        "them (default: all)",
     )
     parser.add_argument(
-        "--concurrency", type=count, default=16, metavar="N", help="requests in flight (16)"
+        "--concurrency",
+        type=count,
+        default=16,
+        metavar="N",
+        help="requests in flight at most (default: 16)",
     )
 
 
 def _check_list(args: argparse.Namespace) -> None:
-    checked(args.server_id, "on the command line")
+    if args.server_id is not None:
+        checked(args.server_id, "on the command line")
     need_tables(args)
 
 
@@ -117,9 +169,7 @@ def need_tables(args: argparse.Namespace) -> None:
     try:
         import rich  # noqa: F401, PLC0415 - the optional extra: is it installed?
     except ImportError:
-        raise UsageError(
-            "the table output needs the 'cli' extra: pip install 'acp-async[cli]' (or use --json)"
-        ) from None
+        raise UsageError(needs_extra("the table output", "cli") + "; or use --json") from None
 
 
 # -- runs list ---------------------------------------------------------------------------------
@@ -127,7 +177,12 @@ def need_tables(args: argparse.Namespace) -> None:
 
 async def list_command(args: argparse.Namespace, client: ACPClient) -> int:
     """One page of one server's runs, newest first."""
-    server_id = args.server_id
+    server_id = args.server_id or client.config.server_id
+    if server_id is None:
+        raise UsageError(
+            "no SERVER_ID: give one, or set COMPUTER_AGENTS_SERVER_ID to a default server id "
+            "(it is set for you inside a platform resource)"
+        )
     try:
         page = await client.runs.list(server_id, limit=args.limit)
     except ACPError as exc:
@@ -257,8 +312,7 @@ async def _watch(args: argparse.Namespace, client: ACPClient, ids: list[str]) ->
                 elif event.run is not None:
                     show(event)
     except ACPError as exc:  # LOOP_ENDING says no later poll can fix it
-        hint = "; set a valid ACP_API_KEY" if isinstance(exc, AuthenticationError) else ""
-        warn(f"watch stopped: {describe(exc)}{hint}")
+        warn(f"watch stopped: {describe(exc)}")
         return 1
     return 0  # pragma: no cover - a watch with servers only ends by a signal or an error
 
@@ -278,6 +332,6 @@ def _event_printer(server_ids: list[str]) -> Callable[[RunEvent], None]:
     console = stdout_console()
 
     def show(event: RunEvent) -> None:
-        console.print(event_line(event, width), no_wrap=True, overflow="ellipsis")
+        console.print(event_line(event, width, console.width), no_wrap=True, overflow="ellipsis")
 
     return show
