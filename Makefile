@@ -38,7 +38,7 @@ pytest: $(VENV)/.installed
 # The loopback suite (everything but the aioresponses unit tests) on the newest aiohttp.
 pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
-	$(LATEST_PY) -m pytest $(XDIST) -q -m 'not aioresponses' -p no:cacheprovider
+	$(LATEST_PY) -m pytest $(XDIST) -m 'not aioresponses' -p no:cacheprovider
 
 # Debian packages the tests run, as command:package: redis-server (the fleet tests need a
 # real one), jq (the README's `runs poll --json | jq` example) and promtool (the README's
