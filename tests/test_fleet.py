@@ -311,15 +311,17 @@ async def _observed(
 async def test_a_slow_but_healthy_server_never_counts_as_failing(
     redis_server: RedisServer, fleet_name: str
 ) -> None:
-    """Two servers answering in 0.22 s, a 0.4 s lease and one slot: claims held ahead
+    """Two servers answering in 0.55 s, a 1 s lease and one slot: claims held ahead
     wait for the slot. One that waited until too little of its lease was left is handed
     back and claimed afresh, and a poll cut only because it started late is handed back
-    too: over a dozen commits, no poll counts as failed and nothing is fenced."""
-    observed = _observed(redis_server, fleet_name, servers=2, interval=0.04, lease=0.4)
+    too: over a dozen commits, no poll counts as failed and nothing is fenced. (The
+    proportions of 0.22 s and 0.4 s, scaled up: a poll that starts on time has 0.35 s to
+    spare, so a loop starved by a busy machine does not cut it.)"""
+    observed = _observed(redis_server, fleet_name, servers=2, interval=0.1, lease=1.0)
     async with observed as (fake, fleet, outcomes):
-        fake.fail("latency", delay=0.22, times=10_000)
+        fake.fail("latency", delay=0.55, times=10_000)
         async with working(fleet, fake, concurrency=1, timeout=30):
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(40):
                 while outcomes.commits.count("ok") < 12:
                     await asyncio.sleep(0.02)
         failing = (await fleet.status()).failing
