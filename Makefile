@@ -27,13 +27,18 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict acp_async
 
+# In parallel, one pytest-xdist worker per core, each with its own redis-server, ports and
+# temporary directories; in a random order (pytest-randomly, seed in the header). The same
+# suite passes serially (`-n 0`) and in file order (`-p no:randomly`).
+XDIST ?= -n auto
+
 pytest: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 # The loopback suite (everything but the aioresponses unit tests) on the newest aiohttp.
 pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
-	$(LATEST_PY) -m pytest -q -m 'not aioresponses' -p no:cacheprovider
+	$(LATEST_PY) -m pytest $(XDIST) -m 'not aioresponses' -p no:cacheprovider
 
 # Debian packages the tests run, as command:package: redis-server (the fleet tests need a
 # real one), jq (the README's `runs poll --json | jq` example) and promtool (the README's

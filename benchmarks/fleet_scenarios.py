@@ -362,16 +362,24 @@ def recovery(
             timing = ("--interval", str(interval), "--lease", str(lease))
             timing += ("--concurrency", str(concurrency))
             procs = [await _worker(url, name, fake, *timing) for _ in range(2)]
+            first: dict[str, float] = {}
             try:
+                async with asyncio.timeout(60):  # both started (on a busy machine, slowly)
+                    while (await fleet.status()).workers < 2:
+                        await asyncio.sleep(0.05)
                 await asyncio.sleep(2 * lease + 1)  # both busy, each holding claims
                 procs[0].send_signal(signal.SIGKILL)
                 killed = time.monotonic()
                 fake.reset_stats()
-                await asyncio.sleep(3 * (lease + interval))
-                first: dict[str, float] = {}
-                for request in fake.requests:
-                    if request.server_id is not None:
-                        first.setdefault(request.server_id, request.started - killed)
+                # Until every server is polled again (bounded: a server never polled again
+                # fails below); the figure is the last of those first polls.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(30.0, 10 * (lease + interval))):
+                        while len(first) < servers:
+                            await asyncio.sleep(interval / 10)
+                            for request in fake.requests:
+                                if request.server_id is not None:
+                                    first.setdefault(request.server_id, request.started - killed)
             finally:
                 for proc in procs:
                     if proc.returncode is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
@@ -13,6 +14,7 @@ from acp_async._observe import Observer
 from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
+from .conftest import settled, wait_until
 from .redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
@@ -58,6 +60,23 @@ async def working(
                 await task
 
 
+async def polled_again(
+    fake: FakeACPServer, server_ids: Iterable[str], times: int, *, within: float = 10.0
+) -> None:
+    """Until each of ``server_ids`` has been polled ``times + 1`` more times from now.
+
+    A worker starts a server's next poll only once the commit of its last one is back
+    from Redis, so the first ``times`` of those polls are committed by then."""
+    mark = len(fake.requests)
+    wanted = set(server_ids)
+
+    def done() -> bool:
+        counts = Counter(r.server_id for r in fake.requests[mark:])
+        return all(counts[sid] > times for sid in wanted)
+
+    await wait_until(done, within)
+
+
 async def test_add_remove_and_ids(fleet: RedisFleet) -> None:
     """add is idempotent and counts the new; remove counts the removed; ids are checked first."""
     assert await fleet.add(["a", "b", "b"]) == 2
@@ -82,7 +101,8 @@ async def test_a_worker_appends_each_change_once(fleet: RedisFleet) -> None:
             [new] = await collect(fleet, 1)
             fake.set_run(sid, run["id"], status="running")
             [update] = await collect(fleet, 1)
-            await asyncio.sleep(0.3)  # several more polls of unchanged pages
+            # Three more polls of every server, unchanged, committed: they appended nothing.
+            await polled_again(fake, fake.server_ids, 3)
         status = await fleet.status()
     assert {e.kind for e in created} == {"created"}
     assert len({(e.server_id, e.run.id) for e in created}) == 12
@@ -250,6 +270,14 @@ async def test_a_poll_longer_than_the_lease_is_given_up(fleet: RedisFleet) -> No
     assert [r.server_id for r in fake.requests].count(hung) >= 2
 
 
+async def failing_servers(fleet: RedisFleet) -> set[str]:
+    """The servers the fleet counts as failing (status() gives only how many)."""
+    from acp_async._watch._redis import RedisStore
+
+    store: RedisStore = fleet._store  # type: ignore[assignment]
+    return {sid.decode() for sid in await store.redis.smembers(store.failing)}  # type: ignore[misc]
+
+
 class _Outcomes(Observer):
     """The fleet's commit results and failed polls."""
 
@@ -283,15 +311,17 @@ async def _observed(
 async def test_a_slow_but_healthy_server_never_counts_as_failing(
     redis_server: RedisServer, fleet_name: str
 ) -> None:
-    """Two servers answering in 0.22 s, a 0.4 s lease and one slot: claims held ahead
+    """Two servers answering in 0.55 s, a 1 s lease and one slot: claims held ahead
     wait for the slot. One that waited until too little of its lease was left is handed
     back and claimed afresh, and a poll cut only because it started late is handed back
-    too: over a dozen commits, no poll counts as failed and nothing is fenced."""
-    observed = _observed(redis_server, fleet_name, servers=2, interval=0.04, lease=0.4)
+    too: over a dozen commits, no poll counts as failed and nothing is fenced. (The
+    proportions of 0.22 s and 0.4 s, scaled up: a poll that starts on time has 0.35 s to
+    spare, so a loop starved by a busy machine does not cut it.)"""
+    observed = _observed(redis_server, fleet_name, servers=2, interval=0.1, lease=1.0)
     async with observed as (fake, fleet, outcomes):
-        fake.fail("latency", delay=0.22, times=10_000)
+        fake.fail("latency", delay=0.55, times=10_000)
         async with working(fleet, fake, concurrency=1, timeout=30):
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(40):
                 while outcomes.commits.count("ok") < 12:
                     await asyncio.sleep(0.02)
         failing = (await fleet.status()).failing
@@ -314,9 +344,13 @@ async def test_a_hung_server_behind_slow_ones_still_counts_as_failing(
         for sid in slow:
             fake.fail("latency", delay=0.25, times=10_000, server_id=sid)
         async with working(fleet, fake, concurrency=1, timeout=60):
-            async with asyncio.timeout(10):
-                while outcomes.failed_polls < 2:
+            await wait_until(lambda: outcomes.failed_polls >= 2, 10)
+            async with asyncio.timeout(10):  # the failure's commit lands
+                while not (failing := await failing_servers(fleet)):
                     await asyncio.sleep(0.02)
+        answered = {r.server_id for r in await settled(fake) if r.status == 200}
+    assert failing == {hung}
+    assert answered == set(slow)  # the slow servers' polls answer all along
 
 
 async def test_a_slow_redis_still_gets_servers_polled(
@@ -339,9 +373,10 @@ async def test_a_slow_redis_still_gets_servers_polled(
         await fleet.add(fake.server_ids)
         monkeypatch.setattr(RedisStore, "_script", slow)
         async with working(fleet, fake, concurrency=2, timeout=30):
-            async with asyncio.timeout(8):
-                while {r.server_id for r in fake.requests} != set(fake.server_ids):
-                    await asyncio.sleep(0.02)
+            events = await collect(fleet, 2, timeout=20)
+        requests = await settled(fake)
+    assert {e.server_id for e in events} == set(fake.server_ids)  # polled and committed
+    assert {r.server_id for r in requests if r.status == 200} == set(fake.server_ids)
 
 
 async def test_a_hung_server_counts_as_failing_and_starves_no_other(
@@ -363,6 +398,12 @@ async def test_a_hung_server_counts_as_failing_and_starves_no_other(
                     r.server_id == other for r in fake.requests
                 ) < 3:
                     await asyncio.sleep(0.05)
+            failing = await failing_servers(fleet)
+        requests = await settled(fake)
+    assert failing == {hung}
+    answered = [r.server_id for r in requests if r.status == 200]
+    assert answered.count(other) >= 3
+    assert hung not in answered  # its polls were cut, never answered
 
 
 async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> None:
@@ -424,20 +465,24 @@ async def test_a_run_nested_300_levels_deep_does_not_kill_the_worker(
 
 
 async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:
-    """After remove, the server is no longer polled (after at most one interval)."""
+    """After remove, the server is no longer polled: a claim taken before the removal may
+    still be polled once, never a later one, while the kept server goes on."""
     async with FakeACPServer(servers=2, runs_per_server=1) as fake:
         gone, kept = fake.server_ids
-        fake.add_run(gone, status="running")  # busy: polled every interval
+        for sid in fake.server_ids:
+            fake.add_run(sid, status="running")  # busy: polled every interval
         await fleet.add(fake.server_ids)
         async with working(fleet, fake):
-            await collect(fleet, 3)
+            await collect(fleet, 4)
             assert await fleet.remove([gone]) == 1
-            await asyncio.sleep(0.1)  # a poll already in flight may still land
+            # The worker polls a claim as soon as it holds it (slots are free), so by the
+            # kept server's third poll from now (claimed two commits after the removal),
+            # a claim on `gone` taken before the removal is polled: no later one exists.
+            await polled_again(fake, [kept], 2)
             fake.reset_stats()
-            await asyncio.sleep(0.3)
+            await polled_again(fake, [kept], 5)
             polled = {r.server_id for r in fake.requests}
-    assert gone not in polled
-    assert kept in polled
+    assert polled == {kept}  # six polls of `kept` since, none of `gone`
 
 
 def test_bad_fleet_options_fail_at_construction() -> None:

@@ -21,8 +21,10 @@ import pytest
 from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
+from .conftest import wait_until
 from .redis_server import RedisServer
 from .test_cli import cli_env, run
+from .test_fleet import polled_again
 
 INTERVAL = 0.05
 LEASE = 0.6
@@ -36,8 +38,12 @@ class Workers:
         self.redis_url, self.fleet, self.fake, self.logs = redis_url, fleet, fake, logs
         self.procs: list[asyncio.subprocess.Process] = []
 
+    def log(self, index: int) -> Path:
+        return self.logs / f"worker-{index}.log"
+
     async def start(self) -> asyncio.subprocess.Process:
-        log = (self.logs / f"worker-{len(self.procs)}.log").open("wb")
+        """One more worker; ``-v``: its retries (Redis gone) are in its log."""
+        log = self.log(len(self.procs)).open("wb")
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -49,6 +55,7 @@ class Workers:
             "--interval", str(INTERVAL),
             "--lease", str(LEASE),
             "--concurrency", "4",
+            "-v",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -161,6 +168,26 @@ async def churn(fake: FakeACPServer, rng: random.Random, steps: int) -> None:
         await asyncio.sleep(0.01)
 
 
+def met_the_outage(group: Workers, index: int) -> bool:
+    """The worker's log says Redis was gone and it retries."""
+    return "Redis unavailable" in group.log(index).read_text(errors="replace")
+
+
+async def lease_over(fleet: RedisFleet, lease: float) -> None:
+    """Until ``lease`` seconds have passed on Redis's clock (the clock leases are kept on)."""
+    store = fleet._store
+    assert store is not None
+    redis = store.redis
+    seconds, micros = await redis.time()
+    end = seconds + micros / 1e6 + lease
+    async with asyncio.timeout(lease + 10):
+        while True:
+            seconds, micros = await redis.time()
+            if seconds + micros / 1e6 >= end:
+                return
+            await asyncio.sleep(0.02)
+
+
 async def wait_for_workers(fleet: RedisFleet, count: int) -> None:
     async with asyncio.timeout(20):
         while (await fleet.status()).workers < count:
@@ -194,12 +221,13 @@ async def test_workers_killed_added_and_paused_lose_and_double_nothing(
             await churn(fake, rng, 30)
             fake.advance(steps=2)  # every run ends
             await stream.caught_up(fake)
-            await asyncio.sleep(5 * INTERVAL)  # nothing more may come
-            await stream.until(lambda: True, timeout=1)
+            # Two more polls of each server: the first is committed (or fenced) before the
+            # second is claimed. Then every worker exits, and the stream, now final, is
+            # read to its end: check_stream sees every entry ever appended.
+            await polled_again(fake, fake.server_ids, 1, within=30)
             codes = await group.stop_all()
-            # Drain what came after the check, if anything (it would be a bug).
-            with contextlib.suppress(TimeoutError):
-                await stream.until(lambda: False, timeout=0.3)
+            appended = (await fleet.status()).stream_length
+            await stream.until(lambda: len(stream.events) >= appended)
         finally:
             await stream.aclose()
     assert codes == [0, 0, 0]  # SIGTERM: claims released, exit 0
@@ -234,7 +262,8 @@ async def test_workers_ride_out_a_redis_restart(
             else:
                 redis.kill()
             await churn(fake, rng, 30)  # changes while Redis is away
-            await asyncio.sleep(0.5)
+            # Each worker meets the outage (its log says it retries), and keeps running.
+            await wait_until(lambda: all(met_the_outage(group, i) for i in range(2)), 20)
             assert all(proc.returncode is None for proc in procs), "a worker exited"
             redis.start()
             await churn(fake, rng, 20)
@@ -279,15 +308,20 @@ async def test_add_and_remove_while_workers_run(
             removed = await run("fleet", "remove", first, "--fleet", fleet_name, env=env)
             assert removed.code == 0, removed
             assert "removed 1 of 1" in removed.out
-            await asyncio.sleep(LEASE + 2 * INTERVAL)  # a poll in flight may still land
+            # A claim on `first` taken before the removal ends with its lease; none is
+            # taken after it. Once the lease is over (on Redis's clock) and the polls of
+            # `first` then on the wire have ended, no poll of it can start again.
+            await lease_over(fleet, LEASE)
+            await wait_until(
+                lambda: all(r.finished for r in fake.requests if r.server_id == first), 10
+            )
             fake.reset_stats()
-            await asyncio.sleep(10 * INTERVAL)
+            await polled_again(fake, [second, later], 5, within=30)
             polled = {r.server_id for r in fake.requests}
             status = await run("fleet", "status", "--json", "--fleet", fleet_name, env=env)
         finally:
             await stream.aclose()
         assert await group.stop_all() == [0, 0]
-    assert first not in polled
-    assert {second, later} <= polled
+    assert polled == {second, later}  # six polls each since, none of `first`
     assert status.code == 0, status
     assert status.json()[0]["servers"] == 2

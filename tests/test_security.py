@@ -7,14 +7,17 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import traceback
 import warnings
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,14 +76,49 @@ def test_https_and_loopback_do_not_warn(base_url: str) -> None:
 
 async def test_the_warning_is_not_repeated_per_request(no_backoff: None) -> None:
     """Requests made by a warned client add no further warnings."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        client = ACPClient("k", base_url="http://192.0.2.1", timeout=0.05, max_retries=1)
-        async with client:
-            for _ in range(3):
-                with pytest.raises(ACPError):  # 192.0.2.1 is TEST-NET: never answers
-                    await client.runs.list("srv")
+    seen: list[str] = []
+
+    async def unavailable(request: web.Request) -> web.Response:
+        seen.append(request.host)
+        return web.Response(status=503)
+
+    # A remote host name that this session's resolver sends to loopback: nothing leaves it.
+    async with (
+        serve_runs(unavailable) as url,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=_Loopback())) as session,
+    ):
+        remote = url.replace("127.0.0.1", "acp.remote.test")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client = ACPClient("k", base_url=remote, session=session, max_retries=1)
+            async with client:
+                for _ in range(3):
+                    with pytest.raises(ACPError):
+                        await client.runs.list("srv")
     assert sum(issubclass(w.category, InsecureTransportWarning) for w in caught) == 1
+    assert len(seen) == 6  # three calls of two attempts each, all answered on loopback
+    assert {host.split(":")[0] for host in seen} == {"acp.remote.test"}
+
+
+class _Loopback(AbstractResolver):
+    """Resolves every host name to 127.0.0.1."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host="127.0.0.1",
+                port=port,
+                family=socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        return None
 
 
 SECRET = "tok-SECRET-7f3a9c51e2"
