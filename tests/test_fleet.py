@@ -576,6 +576,30 @@ async def test_a_malformed_entry_is_set_aside_not_raised(
     assert await take(fleet, "c", until="good/3", most=5) == ["good/3"]
 
 
+async def test_a_swallowed_cancellation_still_ends_the_events_loop(fleet: RedisFleet) -> None:
+    """A cancellation lost by an await between two events (redis-py's send loses one on
+    Python 3.11) still ends the loop at the next event: `fleet events` stops on SIGTERM
+    in the middle of a backlog."""
+    for i in range(3):
+        await append(fleet, f"e/{i}")
+    seen: list[str] = []
+
+    async def consume() -> None:
+        stream = fleet.events("g", "c", block=0.05)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                seen.append(event.key)
+                asyncio.current_task().cancel()  # type: ignore[union-attr]
+                with contextlib.suppress(asyncio.CancelledError):  # swallowed
+                    await asyncio.sleep(0)
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(10):
+        await asyncio.wait([task])
+    assert task.cancelled()
+    assert seen == ["e/0"]
+
+
 async def test_nested_async_with_shares_the_pool(
     redis_server: RedisServer, fleet_name: str
 ) -> None:
