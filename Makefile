@@ -7,7 +7,7 @@ LATEST := .venv-latest
 LATEST_PY := $(LATEST)/bin/python
 
 .PHONY: system-deps test lint typecheck pytest pytest-latest install-check dist demo bench soak clean \
-	test-matrix test-redis8
+	test-matrix test-redis8 bench-pythons
 
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed benchmarks/requirements.txt
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.metrics_cost   # its own section of RESULTS.md: metrics on vs off
+
+# The fan-out's (c) / (b) on CPython 3.11 and 3.13 side by side, in the test matrix's
+# virtualenvs, in one time window (a few minutes); its own section of RESULTS.md.
+bench-pythons: .venv-3.11/.installed .venv-3.13/.installed
+	.venv-3.11/bin/python -m benchmarks.python_versions
 
 # The test matrix: the whole suite on every supported CPython, each in its own .venv-3.X
 # with the dev pins, then once more on 3.11 with the newest aiohttp, redis-py, cattrs, attrs
