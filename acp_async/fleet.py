@@ -38,7 +38,13 @@ from . import _converter, _json, _validate
 from ._client import ACPClient
 from ._log import log
 from ._observe import NO_OBSERVER, Observer
-from ._watch._redis import REDIS_BACKOFF, REDIS_UNAVAILABLE, FleetStatus, RedisStore
+from ._watch._redis import (
+    REDIS_BACKOFF,
+    REDIS_UNAVAILABLE,
+    FleetStatus,
+    RedisStore,
+    stop_if_cancelled,
+)
 from ._watch._worker import Worker
 from .errors import ResponseValidationError
 from .models import AgentRun, RunStatus
@@ -262,6 +268,7 @@ class RedisFleet:
         # again and again; it comes again at the next restart (at least once).
         cursor: str | None = "0"
         while True:
+            stop_if_cancelled()
             store = self._opened()
             try:
                 if not ready:
@@ -294,6 +301,9 @@ class RedisFleet:
                 await _set_aside(store, group, unusable)
             for event in batch:
                 yield event
+                # The consumer's await between two events (an ack, say) may have lost a
+                # cancellation: it still ends the loop.
+                stop_if_cancelled()
 
     async def _create_group(self, store: RedisStore, group: str) -> None:
         try:

@@ -107,7 +107,8 @@ def run(sizes: dict[str, object], out: Path | None) -> dict[str, object]:
     results["seconds"] = time.perf_counter() - started
     text = report.markdown(results)
     if out is not None:
-        out.write_text(text)
+        # Sections other scripts wrote (metrics cost, Python versions) stay.
+        out.write_text(report.keep_sections(out.read_text() if out.exists() else "", text))
     print(text)
     return results
 

@@ -35,6 +35,7 @@ from acp_async import ACPClient
 from acp_async._observe import Observer, RequestOutcome
 from acp_async.metrics import PrometheusMetrics
 
+from . import report
 from .server import LoadServer
 from .stats import fmt, fmt_spread, verdict
 
@@ -232,14 +233,7 @@ def _pct(value: float) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace our section of ``path`` (between the markers), or append it."""
-    text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section if text else section
-    path.write_text(text)
+    report.write_section(path, section, START, END)
 
 
 def main() -> None:

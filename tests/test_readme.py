@@ -78,6 +78,8 @@ ELSEWHERE = {
     "test_observability.py runs `runs watch --metrics-port 0` and scrapes /metrics",
     "$ export ACP_REDIS_URL": "tests/test_fleet_processes.py runs fleet add, worker and "
     "status as processes against a real redis-server",
+    "redis-server --port 6390": "tests/test_fleet.py runs docs/redis_cancel.py against "
+    "a real redis-server",
 }
 
 

@@ -37,6 +37,19 @@ REDIS_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyEr
 REDIS_BACKOFF = Backoff(first=0.1, cap=5.0)
 
 
+def stop_if_cancelled() -> None:
+    """Raise the cancellation that a Redis command swallowed: a loop that awaits Redis
+    calls this each turn, so SIGTERM (or a consumer's cancel) still ends it.
+
+    On Python 3.11, redis-py sends through ``asyncio.wait_for``, which loses a
+    cancellation that arrives as the send completes (fixed in 3.12, where ``wait_for``
+    is built on ``asyncio.timeout``); the task still says it is being cancelled. See
+    docs/redis8-hang.md."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000

@@ -29,7 +29,15 @@ from .._observe import Observer
 from .._retry import Context, Verdict, decide
 from ..errors import ACPError, APITimeoutError
 from ._poll import FetchPage, Polled, poll
-from ._redis import REDIS_BACKOFF, REDIS_UNAVAILABLE, Claim, Commit, RedisStore, Trip
+from ._redis import (
+    REDIS_BACKOFF,
+    REDIS_UNAVAILABLE,
+    Claim,
+    Commit,
+    RedisStore,
+    Trip,
+    stop_if_cancelled,
+)
 from ._settle import contained, settle
 
 __all__ = ("Worker", "event_key")
@@ -49,14 +57,6 @@ def event_key(server_id: str, run_id: str, number: int, fingerprint: bytes) -> s
     again at change 1, and must not share a key with its first "created" (a consumer
     that dedupes on the key would drop a real change)."""
     return f"{quote(server_id, safe='')}/{quote(run_id, safe='')}/{number}.{fingerprint.hex()}"
-
-
-def _stop_if_cancelled() -> None:
-    """A cancellation some library swallowed (the task still says it is being
-    cancelled) still stops the worker: SIGTERM must end it."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _ends(outcome: Polled | ACPError) -> bool:
@@ -128,7 +128,7 @@ class Worker:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            _stop_if_cancelled()
+            stop_if_cancelled()
             self._start_polls()
             claiming = sum(trip.claim for trip in self._trips.values())
             # Claim up to a slot-full ahead, so a finished poll's slot is refilled at
@@ -286,7 +286,7 @@ class Worker:
                     self._id, trip, lease=self._lease, max_events=self._max_events
                 )
             except REDIS_UNAVAILABLE as exc:
-                _stop_if_cancelled()
+                stop_if_cancelled()
                 self._redis_failures += 1
                 pause = REDIS_BACKOFF.delay(self._redis_failures)
                 log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
