@@ -90,12 +90,13 @@ ENV_VARS = (
     "COMPUTER_AGENTS_BASE_URL",
     "COMPUTER_AGENTS_API_URL",
     "COMPUTER_AGENTS_PLATFORM_API_URL",
+    "ACP_REDIS_URL",
 )
 
 
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's own ACP credentials."""
+    """No test sees the developer's own ACP credentials or Redis."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
 
@@ -120,7 +121,8 @@ async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClie
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for the session (fleets in tests use their own names)."""
+    """One redis-server per test process: each xdist worker starts its own, on its own
+    port and in its own temporary directory (fleets in tests use their own names)."""
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
