@@ -138,7 +138,8 @@ async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClie
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for the session (fleets in tests use their own names)."""
+    """One redis-server per test process: each xdist worker starts its own, on its own
+    port and in its own temporary directory (fleets in tests use their own names)."""
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
