@@ -118,12 +118,12 @@ class Transport:
         self._parent = parent
         self._closed = False
         self._cool_down = pool.cool_down
-        # The whole attempt (redirect hops and pool wait included) is bounded by
-        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
-        # connect: waiting for a pooled connection is not a slow host.
-        socket_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout, sock_read=config.timeout
-        )
+        # One timer per attempt: asyncio.timeout in _attempt bounds the whole attempt
+        # (redirect hops, pool wait and body read included), so aiohttp gets no read
+        # timeout of its own (sock_read would re-arm a timer on every read, and never fire
+        # first). sock_connect, not connect: waiting for a pooled connection is not a slow
+        # host.
+        socket_timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout)
         # Every request's keyword arguments, worked out once.
         self._request_options: dict[str, Any] = {
             "headers": config.headers,
