@@ -188,7 +188,11 @@ _AUTO_HEADER = 32 + zlib.MAX_WBITS  # accept a gzip or a zlib header
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The decoded body, or ResponseValidationError once it would exceed ``limit`` bytes."""
+    """The decoded body, or ResponseValidationError once it would exceed ``limit`` bytes.
+
+    A body whose ``Content-Length`` is within the cap is read in one call (then inflated,
+    if compressed); one without is read chunk by chunk and counted as it comes.
+    """
     length = response.content_length
     if length is not None and length > limit:
         raise _too_large(limit, f"of {length} bytes ")
@@ -200,7 +204,7 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
         return await _read_plain(response, limit)
     if encoding not in _ENCODINGS:
         raise ResponseValidationError(f"unsupported Content-Encoding {encoding!r}")
-    return await _inflate(response, encoding, limit)
+    return await _inflate(response, encoding, limit, whole=length is not None)
 
 
 async def _read_plain(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -212,20 +216,31 @@ async def _read_plain(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _inflate(response: aiohttp.ClientResponse, encoding: str, limit: int) -> bytes:
+async def _inflate(
+    response: aiohttp.ClientResponse, encoding: str, limit: int, *, whole: bool
+) -> bytes:
+    """The inflated body, never more than ``limit`` + 1 bytes of it; ``whole``: the
+    compressed body is known to be within the cap, so it is read in one call."""
     inflater = _Inflater(encoding, limit)
     body = bytearray()
     try:
-        async for chunk in response.content.iter_any():
-            for piece in inflater.feed(chunk):
-                body += piece
-                if len(body) > limit:
-                    raise _too_large(limit, "(decompressed) ")
+        if whole:
+            _inflate_into(body, inflater, await response.read(), limit)
+        else:
+            async for chunk in response.content.iter_any():
+                _inflate_into(body, inflater, chunk, limit)
     except zlib.error as exc:
         raise ResponseValidationError(f"body is not valid {inflater.encoding}: {exc}") from None
     if not inflater.finished:
         raise ResponseValidationError(f"{inflater.encoding} body ends early")
     return bytes(body)
+
+
+def _inflate_into(body: bytearray, inflater: _Inflater, chunk: bytes, limit: int) -> None:
+    for piece in inflater.feed(chunk):
+        body += piece
+        if len(body) > limit:
+            raise _too_large(limit, "(decompressed) ")
 
 
 class _Inflater:
