@@ -56,16 +56,46 @@ async def read_reply(
         raise _error_from_body(response, body, secret)
     if status >= 300 or status < 200:
         raise status_error(response, f"unexpected status {status}")
-    if peek is not None and (early := peek(body)) is not None:
-        return early, _next_link(response, origin)
+    if peek is not None:
+        early: Any = peek(body)
+        if peek is keep_body:  # with what decoding it later needs to explain a failure
+            early.content_type = response.headers.get("Content-Type")
+        if early is not None:
+            return early, _next_link(response, origin)
     try:
         value = _json.loads(body)
     except _json.DECODE_ERRORS as exc:
-        kind = response.headers.get("Content-Type", "no content type")
-        raise ResponseValidationError(
-            f"response is not valid JSON ({kind}, {len(body)} bytes): {type(exc).__name__}"
-        ) from None
+        raise _not_json(body, response.headers.get("Content-Type"), exc) from None
     return parse(value), _next_link(response, origin)
+
+
+class Unread:
+    """A 2xx body kept as bytes, to be decoded where its value is used (``decoded()``)."""
+
+    __slots__ = ("body", "content_type")
+
+    def __init__(self, body: bytes, content_type: str | None) -> None:
+        self.body = body
+        self.content_type = content_type
+
+    def decoded(self) -> Any:
+        """The body's JSON, or the ResponseValidationError reading it at once would raise."""
+        try:
+            return _json.loads(self.body)
+        except _json.DECODE_ERRORS as exc:
+            raise _not_json(self.body, self.content_type, exc) from None
+
+
+def keep_body(body: bytes) -> Unread:
+    """A ``peek`` that keeps the body undecoded (``read_reply`` adds its content type)."""
+    return Unread(body, None)
+
+
+def _not_json(body: bytes, content_type: str | None, exc: Exception) -> ResponseValidationError:
+    kind = content_type or "no content type"
+    return ResponseValidationError(
+        f"response is not valid JSON ({kind}, {len(body)} bytes): {type(exc).__name__}"
+    )
 
 
 def redirect_target(response: aiohttp.ClientResponse, origin: URL) -> URL | None:

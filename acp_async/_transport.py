@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -24,7 +24,7 @@ from yarl import URL
 from ._config import ClientConfig
 from ._log import log
 from ._observe import Observer, RequestOutcome
-from ._response import read_reply, redirect_target, request_id, status_error
+from ._response import Unread, keep_body, read_reply, redirect_target, request_id, status_error
 from ._retry import CoolDown, RetryPolicy
 from .errors import (
     ACPError,
@@ -219,6 +219,20 @@ class Transport:
             exc.url = str(url)
             raise
 
+    async def get_later(self, url: URL, parse: Callable[[Any], T]) -> Later[T]:
+        """``get`` for a fan-out: the body is decoded and parsed only by ``Later.value()``,
+        which the consumer calls as it takes the result, so a page is built just before it
+        is used (and freed) instead of waiting, built, among the results not yet taken.
+
+        With an observer that counts requests, the body is parsed now, as ``get`` does (a
+        2xx whose body fails is then an ``invalid`` request), and ``value()`` returns it.
+        """
+        if self._observed:
+            value, _ = await self.get(url, parse)
+            return Later(url, None, parse, value)
+        unread, _ = await self.get(url, _unparsed, peek=keep_body)
+        return Later(url, unread, parse, None)
+
     async def _send(
         self, url: URL, parse: Callable[[Any], T], peek: Callable[[bytes], T | None] | None
     ) -> tuple[T, URL | None]:
@@ -385,6 +399,38 @@ def _proxy_credentials(config: ClientConfig) -> dict[str, Any]:
     if config.base_url.scheme == "https":
         return {"proxy_headers": CIMultiDictProxy(CIMultiDict(value))}
     return {"headers": CIMultiDictProxy(CIMultiDict({**config.headers, **value}))}
+
+
+class Later(Generic[T]):
+    """A 2xx answer of ``Transport.get_later``: ``value()`` decodes and parses its body (once)."""
+
+    __slots__ = ("_parse", "_unread", "_url", "_value")
+
+    def __init__(
+        self, url: URL, unread: Unread | None, parse: Callable[[Any], T], value: T | None
+    ) -> None:
+        self._url = url
+        self._unread = unread
+        self._parse = parse
+        self._value = value
+
+    def value(self) -> T:
+        """The parsed value, or the ACPError (``.url`` set, as ``get`` sets it) reading the
+        body at once would have raised."""
+        unread = self._unread
+        if unread is None:
+            return self._value  # type: ignore[return-value]  # parsed when received
+        try:
+            self._value = self._parse(unread.decoded())
+        except ACPError as exc:
+            exc.url = str(self._url)
+            raise
+        self._unread = None
+        return self._value
+
+
+def _unparsed(value: Any) -> Any:
+    raise AssertionError("keep_body keeps every body: nothing is decoded to parse")
 
 
 class _Hop:
