@@ -6,7 +6,7 @@ Three layers, each doing one thing:
 -> ``_response.read_reply`` (capped body, status mapped to an error, JSON, ``Link``).
 
 Everything a request needs that does not change between requests (the keyword arguments
-for aiohttp, headers included, the URL prefix, the retry budget) is worked out once per
+for aiohttp, headers included, the base URL's parts, the retry budget) is worked out once per
 client; with no observer attached, nothing is allocated or called for one.
 """
 
@@ -131,7 +131,10 @@ class Transport:
         self._budget = self.retry.budget(config.timeout)
         self._limit = config.max_response_bytes
         self._origin = config.base_url
-        self._prefix = str(config.base_url)
+        # The base URL's parts, so a request's URL is built, not parsed from a string.
+        self._scheme = config.base_url.scheme
+        self._authority = config.base_url.raw_authority
+        self._base_path = config.base_url.raw_path
         self._pool = pool
         self._parent = parent
         self._closed = False
@@ -194,8 +197,13 @@ class Transport:
     def url(self, *segments: str, query: str = "") -> URL:
         """An API URL from already percent-encoded path segments and query (yarl must not
         re-normalise them)."""
-        path = "/".join(segments)
-        return URL(f"{self._prefix}/{path}{'?' if query else ''}{query}", encoded=True)
+        return URL.build(
+            scheme=self._scheme,
+            authority=self._authority,
+            path=f"{self._base_path}/{'/'.join(segments)}",
+            query_string=query,
+            encoded=True,
+        )
 
     async def get(
         self,
