@@ -77,7 +77,7 @@ soak: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m acp_async demo
 
-# Side-by-side benchmarks (a few minutes); writes benchmarks/RESULTS.md.
+# Side-by-side benchmarks (about ten minutes); writes benchmarks/RESULTS.md.
 $(VENV)/.bench-installed: $(VENV)/.installed benchmarks/requirements.txt
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	touch $@
@@ -85,6 +85,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed benchmarks/requirements.txt
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.metrics_cost   # its own section of RESULTS.md: metrics on vs off
+	$(PY) -m benchmarks.send_path --write benchmarks/RESULTS.md   # the send path, layer by layer
+	$(PY) -m benchmarks.poll_cost --write benchmarks/RESULTS.md   # an unchanged poll vs a bare GET
 
 # The fan-out's (c) / (b) on CPython 3.11 and 3.13 side by side, in the test matrix's
 # virtualenvs, in one time window (a few minutes); its own section of RESULTS.md.

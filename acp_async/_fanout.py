@@ -18,6 +18,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 def _no_check(item: object) -> None:
@@ -28,11 +29,16 @@ async def as_completed_bounded(
     items: Iterable[T],
     work: Callable[[T], Awaitable[R]],
     concurrency: int,
+    finish: Callable[[R], S],
     check: Callable[[T], object] = _no_check,
-) -> AsyncGenerator[R, None]:
-    """Run ``work`` over ``items``, at most ``concurrency`` at a time, yielding as each ends.
+) -> AsyncGenerator[S, None]:
+    """Run ``work`` over ``items``, at most ``concurrency`` at a time, yielding
+    ``finish(result)`` as each ends.
 
     ``check`` runs on each item as it is taken; what it raises ends the iteration.
+    ``finish`` runs in the consumer's task, on each result as it is taken: what it builds
+    is used (and freed) before the next is built, while the results not yet taken wait
+    as ``work`` left them.
     """
     loop = asyncio.get_running_loop()
     source = iter(items)
@@ -50,7 +56,7 @@ async def as_completed_bounded(
     try:
         while True:
             if finished:
-                yield finished.popleft().result()
+                yield finish(finished.popleft().result())
             # Refill after each result is taken, so ids are pulled only as slots free up.
             while not exhausted and len(pending) < concurrency:
                 for item in source:

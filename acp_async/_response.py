@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
-import attrs
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -25,55 +24,78 @@ from .errors import APIStatusError, ResponseValidationError, status_error_class
 
 _REQUEST_ID_HEADERS = ("X-Request-Id", "Request-Id")
 
-
-@attrs.frozen
-class Reply:
-    """A 2xx answer as the caller wants it; ``next_url`` is a same-origin
-    ``Link: rel="next"``, if any."""
-
-    value: Any
-    next_url: URL | None
-
-
-@attrs.frozen
-class Reading:
-    """How a 2xx body becomes the caller's value: ``peek`` at its bytes first (what it
-    returns, if not None, is the value: the body is not decoded), else ``parse`` its
-    decoded JSON."""
-
-    parse: Callable[[Any], Any]
-    peek: Callable[[bytes], Any] | None = None
+T = TypeVar("T")
 
 
 async def read_reply(
-    response: aiohttp.ClientResponse, reading: Reading, *, origin: URL, limit: int, secret: bytes
-) -> Reply:
-    """The caller's value from a 2xx body, or the error the status or the body calls for.
+    response: aiohttp.ClientResponse,
+    parse: Callable[[Any], T],
+    peek: Callable[[bytes], T | None] | None,
+    *,
+    origin: URL,
+    limit: int,
+    secret: bytes,
+) -> tuple[T, URL | None]:
+    """The caller's value from a 2xx body and the same-origin ``Link: rel="next"`` (if
+    any), or the error the status or the body calls for.
 
-    ``secret`` (the token) is blanked out of error bodies before anything is read from them.
+    ``peek`` sees the body's bytes first: what it returns (not None) is the value, and the
+    body is not decoded; else ``parse`` turns the decoded JSON into it. ``secret`` (the
+    token) is blanked out of error bodies before anything is read from them.
     """
+    status = response.status
     try:
         body = await read_capped(response, limit)
     except ResponseValidationError:
-        if response.status < 400:
+        if status < 400:
             raise
         # An error page we cannot read (too large, a broken gzip from a proxy) is still
         # the status it came with: retried or not as that status is.
         body = b""
-    if response.status >= 400:
+    if status >= 400:
         raise _error_from_body(response, body, secret)
-    if response.status >= 300 or response.status < 200:
-        raise status_error(response, f"unexpected status {response.status}")
-    if reading.peek is not None and (early := reading.peek(body)) is not None:
-        return Reply(early, _next_link(response, origin))
+    if status >= 300 or status < 200:
+        raise status_error(response, f"unexpected status {status}")
+    if peek is not None:
+        early: Any = peek(body)
+        if peek is keep_body:  # with what decoding it later needs to explain a failure
+            early.content_type = response.headers.get("Content-Type")
+        if early is not None:
+            return early, _next_link(response, origin)
     try:
         value = _json.loads(body)
     except _json.DECODE_ERRORS as exc:
-        kind = response.headers.get("Content-Type", "no content type")
-        raise ResponseValidationError(
-            f"response is not valid JSON ({kind}, {len(body)} bytes): {type(exc).__name__}"
-        ) from None
-    return Reply(reading.parse(value), _next_link(response, origin))
+        raise _not_json(body, response.headers.get("Content-Type"), exc) from None
+    return parse(value), _next_link(response, origin)
+
+
+class Unread:
+    """A 2xx body kept as bytes, to be decoded where its value is used (``decoded()``)."""
+
+    __slots__ = ("body", "content_type")
+
+    def __init__(self, body: bytes, content_type: str | None) -> None:
+        self.body = body
+        self.content_type = content_type
+
+    def decoded(self) -> Any:
+        """The body's JSON, or the ResponseValidationError reading it at once would raise."""
+        try:
+            return _json.loads(self.body)
+        except _json.DECODE_ERRORS as exc:
+            raise _not_json(self.body, self.content_type, exc) from None
+
+
+def keep_body(body: bytes) -> Unread:
+    """A ``peek`` that keeps the body undecoded (``read_reply`` adds its content type)."""
+    return Unread(body, None)
+
+
+def _not_json(body: bytes, content_type: str | None, exc: Exception) -> ResponseValidationError:
+    kind = content_type or "no content type"
+    return ResponseValidationError(
+        f"response is not valid JSON ({kind}, {len(body)} bytes): {type(exc).__name__}"
+    )
 
 
 def redirect_target(response: aiohttp.ClientResponse, origin: URL) -> URL | None:
@@ -196,18 +218,23 @@ _AUTO_HEADER = 32 + zlib.MAX_WBITS  # accept a gzip or a zlib header
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The decoded body, or ResponseValidationError once it would exceed ``limit`` bytes."""
+    """The decoded body, or ResponseValidationError once it would exceed ``limit`` bytes.
+
+    A body whose ``Content-Length`` is within the cap is read in one call (then inflated,
+    if compressed); one without is read chunk by chunk and counted as it comes.
+    """
     length = response.content_length
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if length is not None and length > limit:
         raise _too_large(limit, f"of {length} bytes ")
+    coding = response.headers.get("Content-Encoding")
+    encoding = "identity" if coding is None else coding.strip().lower()
     if encoding == "identity":
         if length is not None:
             return await response.read()  # exactly Content-Length bytes, already checked
         return await _read_plain(response, limit)
     if encoding not in _ENCODINGS:
         raise ResponseValidationError(f"unsupported Content-Encoding {encoding!r}")
-    return await _inflate(response, limit)
+    return await _inflate(response, encoding, limit, whole=length is not None)
 
 
 async def _read_plain(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -219,20 +246,31 @@ async def _read_plain(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(body)
 
 
-async def _inflate(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    inflater = _Inflater(response.headers["Content-Encoding"].strip().lower(), limit)
+async def _inflate(
+    response: aiohttp.ClientResponse, encoding: str, limit: int, *, whole: bool
+) -> bytes:
+    """The inflated body, never more than ``limit`` + 1 bytes of it; ``whole``: the
+    compressed body is known to be within the cap, so it is read in one call."""
+    inflater = _Inflater(encoding, limit)
     body = bytearray()
     try:
-        async for chunk in response.content.iter_any():
-            for piece in inflater.feed(chunk):
-                body += piece
-                if len(body) > limit:
-                    raise _too_large(limit, "(decompressed) ")
+        if whole:
+            _inflate_into(body, inflater, await response.read(), limit)
+        else:
+            async for chunk in response.content.iter_any():
+                _inflate_into(body, inflater, chunk, limit)
     except zlib.error as exc:
         raise ResponseValidationError(f"body is not valid {inflater.encoding}: {exc}") from None
     if not inflater.finished:
         raise ResponseValidationError(f"{inflater.encoding} body ends early")
     return bytes(body)
+
+
+def _inflate_into(body: bytearray, inflater: _Inflater, chunk: bytes, limit: int) -> None:
+    for piece in inflater.feed(chunk):
+        body += piece
+        if len(body) > limit:
+            raise _too_large(limit, "(decompressed) ")
 
 
 class _Inflater:

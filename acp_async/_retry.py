@@ -231,6 +231,11 @@ class CoolDown:
         self._clock = clock
         self._until = 0.0
 
+    @property
+    def started(self) -> bool:
+        """Has any 429 ever paused the client? Until then there is no clock to read."""
+        return self._until > 0.0
+
     def remaining(self) -> float:
         return max(0.0, self._until - self._clock())
 

@@ -12,12 +12,13 @@ from . import _converter, _pagination, _validate
 from ._fanout import as_completed_bounded
 from ._log import log
 from ._retry import Context, Verdict, decide
-from ._transport import Transport
+from ._transport import Later, Transport
 from ._watch import Watcher, WatchState
 from .errors import ACPError, WaitTimeoutError
 from .models import AgentRun, AgentRunList, RunEvent, ServerRuns
 
 T = TypeVar("T")
+_Fetched = tuple[str, "Later[AgentRunList] | ACPError"]
 
 __all__ = ("Runs",)
 
@@ -214,7 +215,11 @@ class Runs:
         slots = _validate.int_at_least("concurrency", concurrency, 1)
         ids = _validate.server_id_iterable(server_ids)
         return as_completed_bounded(
-            ids, self._one_server(page_size), self._slots(slots), check=_validate.taken_server_id
+            ids,
+            self._one_server(page_size),
+            self._slots(slots),
+            _server_runs,
+            check=_validate.taken_server_id,
         )
 
     def _slots(self, concurrency: int) -> int:
@@ -222,11 +227,16 @@ class Runs:
         return min(concurrency, self._transport.pool_limit() or concurrency)
 
     def _one_server(self, limit: int | None) -> Any:
-        async def fetch(server_id: str) -> ServerRuns:
+        """One server's request; its page is built by ``_server_runs`` as it is taken."""
+        transport = self._transport
+
+        async def fetch(server_id: str) -> _Fetched:
             try:
-                return ServerRuns(server_id, result=await self.list(server_id, limit=limit))
+                return server_id, await transport.get_later(
+                    self._url(server_id, limit), _parse_page
+                )
             except ACPError as exc:
-                return ServerRuns(server_id, error=exc)
+                return server_id, exc
 
         return fetch
 
@@ -369,6 +379,17 @@ class Runs:
             log.info("wait_for: polling %s failed, will poll again: %s", url, exc)
             return exc
         return page
+
+
+def _server_runs(fetched: _Fetched) -> ServerRuns:
+    """A server's outcome, its page decoded and structured now (as the consumer takes it)."""
+    server_id, outcome = fetched
+    if isinstance(outcome, ACPError):
+        return ServerRuns(server_id, error=outcome)
+    try:
+        return ServerRuns(server_id, result=outcome.value())
+    except ACPError as exc:
+        return ServerRuns(server_id, error=exc)
 
 
 def _wait_timeout(

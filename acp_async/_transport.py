@@ -4,6 +4,10 @@ Three layers, each doing one thing:
 ``get`` (retry loop under one deadline, the shared 429 cool-down, ``.url`` on every error)
 -> ``_attempt`` (one request under one timeout, redirects on the same origin only)
 -> ``_response.read_reply`` (capped body, status mapped to an error, JSON, ``Link``).
+
+Everything a request needs that does not change between requests (the keyword arguments
+for aiohttp, headers included, the base URL's parts, the retry budget) is worked out once per
+client; with no observer attached, nothing is allocated or called for one.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -20,7 +24,7 @@ from yarl import URL
 from ._config import ClientConfig
 from ._log import log
 from ._observe import Observer, RequestOutcome
-from ._response import Reading, Reply, read_reply, redirect_target, request_id, status_error
+from ._response import Unread, keep_body, read_reply, redirect_target, request_id, status_error
 from ._retry import CoolDown, RetryPolicy
 from .errors import (
     ACPError,
@@ -70,6 +74,8 @@ class Pool:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             # Never trust_env=True: it reads ~/.netrc and looks the proxy up in a thread on
             # every request; the proxy is worked out once, in the config.
+            # No default headers either: aiohttp merges a session's defaults into the
+            # proxy's CONNECT too, and the token must reach the API only.
             self._session = aiohttp.ClientSession(
                 connector=connector, trace_configs=self._trace_configs or None
             )
@@ -113,17 +119,32 @@ class Transport:
         self.config = config
         self.retry = RetryPolicy(max_retries=config.max_retries)
         self.observer = observer
+        # A _Hop is allocated, and the request hooks called, only when the observer
+        # overrides them (the base Observer's hooks do nothing).
+        kind = type(observer)
+        self._observed = (
+            kind.request_started is not Observer.request_started
+            or kind.request_finished is not Observer.request_finished
+        )
         self._secret = config.secret.encode()
+        self._timeout = config.timeout
+        self._budget = self.retry.budget(config.timeout)
+        self._limit = config.max_response_bytes
+        self._origin = config.base_url
+        # The base URL's parts, so a request's URL is built, not parsed from a string.
+        self._scheme = config.base_url.scheme
+        self._authority = config.base_url.raw_authority
+        self._base_path = config.base_url.raw_path
         self._pool = pool
         self._parent = parent
         self._closed = False
         self._cool_down = pool.cool_down
-        # The whole attempt (redirect hops and pool wait included) is bounded by
-        # asyncio.timeout in _attempt; aiohttp bounds the socket steps. sock_connect, not
-        # connect: waiting for a pooled connection is not a slow host.
-        socket_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout, sock_read=config.timeout
-        )
+        # One timer per attempt: asyncio.timeout in _attempt bounds the whole attempt
+        # (redirect hops, pool wait and body read included), so aiohttp gets no read
+        # timeout of its own (sock_read would re-arm a timer on every read, and never fire
+        # first). sock_connect, not connect: waiting for a pooled connection is not a slow
+        # host.
+        socket_timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout)
         # Every request's keyword arguments, worked out once.
         self._request_options: dict[str, Any] = {
             "headers": config.headers,
@@ -176,8 +197,13 @@ class Transport:
     def url(self, *segments: str, query: str = "") -> URL:
         """An API URL from already percent-encoded path segments and query (yarl must not
         re-normalise them)."""
-        path = "/".join(segments)
-        return URL(f"{self.config.base_url}/{path}{'?' if query else ''}{query}", encoded=True)
+        return URL.build(
+            scheme=self._scheme,
+            authority=self._authority,
+            path=f"{self._base_path}/{'/'.join(segments)}",
+            query_string=query,
+            encoded=True,
+        )
 
     async def get(
         self,
@@ -196,25 +222,41 @@ class Transport:
         it is set.
         """
         try:
-            reply = await self._send(url, Reading(parse, peek))
-            return reply.value, reply.next_url
+            return await self._send(url, parse, peek)
         except ACPError as exc:
             exc.url = str(url)
             raise
 
-    async def _send(self, url: URL, reading: Reading) -> Reply:
+    async def get_later(self, url: URL, parse: Callable[[Any], T]) -> Later[T]:
+        """``get`` for a fan-out: the body is decoded and parsed only by ``Later.value()``,
+        which the consumer calls as it takes the result, so a page is built just before it
+        is used (and freed) instead of waiting, built, among the results not yet taken.
+
+        With an observer that counts requests, the body is parsed now, as ``get`` does (a
+        2xx whose body fails is then an ``invalid`` request), and ``value()`` returns it.
+        """
+        if self._observed:
+            value, _ = await self.get(url, parse)
+            return Later(url, None, parse, value)
+        unread, _ = await self.get(url, _unparsed, peek=keep_body)
+        return Later(url, unread, parse, None)
+
+    async def _send(
+        self, url: URL, parse: Callable[[Any], T], peek: Callable[[bytes], T | None] | None
+    ) -> tuple[T, URL | None]:
         """The retry loop: attempts until one succeeds, the policy gives up, or time runs out."""
         session = self.session()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry.budget(self.config.timeout)
+        deadline = loop.time() + self._budget
         attempt = 0
         while True:
             attempt += 1
             try:
-                # A loop: another 429 may push the end further while we sleep.
-                while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(wait)
-                return await self._attempt(session, url, attempt, deadline - loop.time(), reading)
+                if self._cool_down.started:  # until a first 429, no clock to read
+                    await self._wait_out_cool_down(deadline, loop)
+                return await self._attempt(
+                    session, url, attempt, deadline - loop.time(), parse=parse, peek=peek
+                )
             except (APIConnectionError, APIStatusError) as exc:
                 time_left = deadline - loop.time()
                 delay = self.retry.delay(exc, attempt, time_left)
@@ -234,6 +276,11 @@ class Transport:
                     exc,
                 )
                 await asyncio.sleep(delay)
+
+    async def _wait_out_cool_down(self, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        """A loop: another 429 may push the end further while we sleep."""
+        while (wait := self._cool_down_left(deadline - loop.time())) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
 
     def _pause_everyone(self, exc: RateLimitError, delay: float | None) -> None:
         """The host spoke for the whole client: every request waits, fan-outs included
@@ -261,29 +308,35 @@ class Transport:
         url: URL,
         attempt: int,
         time_left: float,
-        reading: Reading,
-    ) -> Reply:
+        *,
+        parse: Callable[[Any], T],
+        peek: Callable[[bytes], T | None] | None,
+    ) -> tuple[T, URL | None]:
         """One attempt under one timeout; aiohttp's errors become ours, unchained."""
-        timeout = max(0.001, min(self.config.timeout, time_left))
-        hop = _Hop(self.observer)
+        timeout = max(0.001, min(self._timeout, time_left))
+        # Timing each hop is for the observer and the DEBUG log; with neither, no _Hop.
+        hop = _Hop(self.observer) if self._observed or log.isEnabledFor(logging.DEBUG) else None
         try:
             async with asyncio.timeout(timeout):
-                return await self._follow(session, url, attempt, hop, reading)
+                return await self._follow(session, url, attempt, hop, parse=parse, peek=peek)
         except TimeoutError as exc:
             if isinstance(exc, ACPError):
                 raise
-            hop.end("timeout")
+            if hop is not None:
+                hop.end("timeout")
             log.debug("GET %s timed out (attempt %d)", url, attempt)
             failure: ACPError = APITimeoutError(f"timed out after {timeout:.3g}s")
         except aiohttp.ClientError as exc:
-            hop.end("connection")
+            if hop is not None:
+                hop.end("connection")
             # Only the name and message: some aiohttp errors' repr carries the request
             # headers, and with them the token.
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.debug("GET %s failed (attempt %d): %s", url, attempt, reason)
             failure = APIConnectionError(f"connection failed: {reason}")
         finally:
-            hop.end()  # cancelled, or an error of ours: the request still ends once
+            if hop is not None:
+                hop.end()  # cancelled, or an error of ours: the request still ends once
         # Raised outside the except blocks, so neither __cause__ nor __context__ keeps
         # the aiohttp error (and its headers) alive.
         raise failure
@@ -293,23 +346,41 @@ class Transport:
         session: aiohttp.ClientSession,
         url: URL,
         attempt: int,
-        hop: _Hop,
-        reading: Reading,
-    ) -> Reply:
-        """The request, and any redirects on our own origin."""
-        origin = self.config.base_url
+        hop: _Hop | None,
+        *,
+        parse: Callable[[Any], T],
+        peek: Callable[[bytes], T | None] | None,
+    ) -> tuple[T, URL | None]:
+        """The request, and any redirects on our own origin; a 2xx whose body fails to
+        read, decode or parse is an ``invalid`` request."""
+        origin = self._origin
         for _ in range(_MAX_REDIRECTS + 1):
-            hop.start()
+            if hop is not None:
+                hop.start()
             async with session.get(url, **self._request_options) as response:
-                hop.outcome = _status_outcome(response.status)
+                if hop is not None:
+                    hop.outcome = _status_outcome(response.status)
                 try:
                     redirect = redirect_target(response, origin)
                     if redirect is None:
-                        reply = await self._read(response, hop, reading)
-                        hop.end()
+                        try:
+                            reply = await read_reply(
+                                response,
+                                parse,
+                                peek,
+                                origin=origin,
+                                limit=self._limit,
+                                secret=self._secret,
+                            )
+                        except ResponseValidationError:
+                            if hop is not None:
+                                hop.outcome = "invalid"
+                            raise
+                        if hop is not None:
+                            hop.end()
                         return reply
                 finally:
-                    if log.isEnabledFor(logging.DEBUG):
+                    if hop is not None and log.isEnabledFor(logging.DEBUG):
                         log.debug(
                             "GET %s -> %d (attempt %d, %.0f ms, request id %s)",
                             url,
@@ -318,23 +389,10 @@ class Transport:
                             hop.elapsed() * 1000,
                             request_id(response.headers),
                         )
-            hop.end()
+            if hop is not None:
+                hop.end()
             url = redirect
         raise status_error(response, f"more than {_MAX_REDIRECTS} redirects")
-
-    async def _read(self, response: aiohttp.ClientResponse, hop: _Hop, reading: Reading) -> Reply:
-        """The caller's value; a 2xx whose body fails to read, decode or parse is invalid."""
-        try:
-            return await read_reply(
-                response,
-                reading,
-                origin=self.config.base_url,
-                limit=self.config.max_response_bytes,
-                secret=self._secret,
-            )
-        except ResponseValidationError:
-            hop.outcome = "invalid"
-            raise
 
 
 def _proxy_credentials(config: ClientConfig) -> dict[str, Any]:
@@ -349,6 +407,38 @@ def _proxy_credentials(config: ClientConfig) -> dict[str, Any]:
     if config.base_url.scheme == "https":
         return {"proxy_headers": CIMultiDictProxy(CIMultiDict(value))}
     return {"headers": CIMultiDictProxy(CIMultiDict({**config.headers, **value}))}
+
+
+class Later(Generic[T]):
+    """A 2xx answer of ``Transport.get_later``: ``value()`` decodes and parses its body (once)."""
+
+    __slots__ = ("_parse", "_unread", "_url", "_value")
+
+    def __init__(
+        self, url: URL, unread: Unread | None, parse: Callable[[Any], T], value: T | None
+    ) -> None:
+        self._url = url
+        self._unread = unread
+        self._parse = parse
+        self._value = value
+
+    def value(self) -> T:
+        """The parsed value, or the ACPError (``.url`` set, as ``get`` sets it) reading the
+        body at once would have raised."""
+        unread = self._unread
+        if unread is None:
+            return self._value  # type: ignore[return-value]  # parsed when received
+        try:
+            self._value = self._parse(unread.decoded())
+        except ACPError as exc:
+            exc.url = str(self._url)
+            raise
+        self._unread = None
+        return self._value
+
+
+def _unparsed(value: Any) -> Any:
+    raise AssertionError("keep_body keeps every body: nothing is decoded to parse")
 
 
 class _Hop:

@@ -20,6 +20,7 @@ from . import (
     wan_scenario,
     watch_scenario,
 )
+from .stats import write_section
 
 FULL = {
     "requests": 2000,
@@ -38,7 +39,7 @@ FULL = {
     "wan_reps": 3,
     "wan_delay": 0.05,
     "cli_servers": 2000,
-    "cli_reps": 4,
+    "cli_reps": 8,
 }
 SMOKE = {
     "requests": 24,
@@ -113,10 +114,40 @@ def run(sizes: dict[str, object], out: Path | None) -> dict[str, object]:
     return results
 
 
+def http_only(sizes: dict[str, object], out: Path | None) -> None:
+    """Only the HTTP and TLS scenarios (a), (b), (c), as a section of ``out`` named after
+    this interpreter: how the targets hold on another Python, beside the main report."""
+    s = sizes
+    results: dict[str, object] = {}
+    for name, tls_on in (("http", False), ("https", True)):
+        if tls_on and not tls.available():
+            continue
+        print(f"HTTP scenarios{' over TLS' if tls_on else ''} ...", file=sys.stderr)
+        results[name] = http_bench.measure(
+            requests=s["requests"],  # type: ignore[arg-type]
+            servers=s["servers"],  # type: ignore[arg-type]
+            concurrency=s["concurrency"],  # type: ignore[arg-type]
+            reps=s["reps"],  # type: ignore[arg-type]
+            keys=["a", "b", "c"],
+            tls=tls_on,
+        )
+    version = ".".join(map(str, sys.version_info[:2]))
+    text = report.http_section(results, sizes, version)
+    if out is not None:
+        name = f"http-python{version.replace('.', '')}"  # a name the main report keeps
+        write_section(out, text, name, "python -m benchmarks --http-only")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not numbers")
     parser.add_argument("--reps", type=int, help="HTTP repetitions (default 7)")
+    parser.add_argument(
+        "--http-only",
+        action="store_true",
+        help="(a), (b), (c) over HTTP and TLS only, as this Python's own section of --out",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="Markdown file"
     )
@@ -124,6 +155,9 @@ def main() -> None:
     sizes = dict(SMOKE if args.smoke else FULL)
     if args.reps:
         sizes["reps"] = args.reps
+    if args.http_only:
+        http_only(sizes, None if args.smoke else args.out)
+        return
     run(sizes, None if args.smoke else args.out)
 
 

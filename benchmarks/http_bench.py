@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import time
 from typing import Any
 
 from .http_scenarios import OPTIONAL, SCENARIOS
@@ -31,7 +32,8 @@ def measure(
     keys: list[str] | None = None,
     tls: bool = False,
 ) -> dict[str, Any]:
-    """Per scenario: requests per second and the server's CPU share, one value per rep.
+    """Per scenario: requests per second, this process's CPU microseconds per request and
+    the server's CPU share, one value per rep.
 
     With ``tls`` the load server serves https with a certificate made for this run.
     """
@@ -40,6 +42,7 @@ def measure(
     warm = _ids(concurrency, servers)
     rates: dict[str, list[float]] = {k: [] for k in keys}
     server_cpu: dict[str, list[float]] = {k: [] for k in keys}
+    client_cpu: dict[str, list[float]] = {k: [] for k in keys}
     with LoadServer(tls=tls) as server, asyncio.Runner() as runner:
         for rep in range(reps):
             order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
@@ -48,18 +51,29 @@ def measure(
                 if scenario.is_async:
                     runner.run(scenario.open())
                     runner.run(scenario.run(warm))  # a warm pool for everyone
+                    cpu = time.process_time()
                     with Stopwatch(server) as watch:
                         done = runner.run(scenario.run(ids))
+                    cpu = time.process_time() - cpu
                     runner.run(scenario.close())
                 else:
                     scenario.open()
                     scenario.run(warm)
+                    cpu = time.process_time()
                     with Stopwatch(server) as watch:
                         done = scenario.run(ids)
+                    cpu = time.process_time() - cpu
                     scenario.close()
                 assert done == len(ids), (key, done)
                 rates[key].append(len(ids) / watch.seconds)
+                client_cpu[key].append(cpu / len(ids) * 1e6)
                 if watch.server_cpu_share is not None:
                     server_cpu[key].append(watch.server_cpu_share)
         pinned, uvloop = server.pinned, server.uvloop
-    return {"rates": rates, "server_cpu": server_cpu, "pinned": pinned, "uvloop": uvloop}
+    return {
+        "rates": rates,
+        "client_cpu": client_cpu,
+        "server_cpu": server_cpu,
+        "pinned": pinned,
+        "uvloop": uvloop,
+    }

@@ -96,10 +96,15 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Each page holds 20 runs in `data` and the same 20 in `runs` (34 KB). "
         "Requests per second, median (min - max); ours / theirs is the median of "
-        "per-repetition ratios (> 1: we are faster).",
+        "per-repetition ratios (> 1: we are faster). Client CPU per request is this "
+        "process's CPU time (the load server has its own process and core) over the "
+        "requests, in microseconds; by CPU, ours / theirs is theirs / ours of it (> 1: we "
+        "spend less). On a machine shared with other work, a repetition's wall time moves "
+        "with the neighbours' load; its CPU time much less.",
         "",
-        "| scenario | requests/s | acp_async / this | server CPU share |",
-        "|---|---|---|---|",
+        "| scenario | requests/s | acp_async / this | client CPU per request "
+        "| acp_async / this, by CPU | server CPU share |",
+        "|---|---|---|---|---|---|",
     ]
     lines += _http_rows(http, names)
     if "https" in results:
@@ -112,8 +117,9 @@ def markdown(results: dict[str, Any]) -> str:
             "certificate is its only authority); (c) borrows an `aiohttp.ClientSession` whose "
             "connector has it.",
             "",
-            "| scenario | requests/s | acp_async / this | server CPU share |",
-            "|---|---|---|---|",
+            "| scenario | requests/s | acp_async / this | client CPU per request "
+            "| acp_async / this, by CPU | server CPU share |",
+            "|---|---|---|---|---|---|",
             *_http_rows(results["https"], names),
         ]
     if "wan" in results:
@@ -163,14 +169,55 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def http_section(results: dict[str, Any], sizes: dict[str, Any], version: str) -> str:
+    """(a), (b), (c) over HTTP and TLS on one more interpreter, with the (c)/(b) targets."""
+    names = {
+        "a": "a. aiohttp `read()` (transport limit)",
+        "b": "b. aiohttp + `json.loads` (dicts)",
+        "c": "c. **acp_async `list_many`** (typed runs)",
+    }
+    lines = [
+        f"## Python {version}: (a), (b), (c) over HTTP and TLS ({sizes['requests']:,} GETs, "
+        f"concurrency {sizes['concurrency']}, {sizes['reps']} repetitions)",
+        "",
+        f"The same scenarios as above, run by `python -m benchmarks --http-only` on Python "
+        f"{platform.python_version()}.",
+    ]
+    targets = []
+    for key, label in (("http", "HTTP"), ("https", "TLS")):
+        if key not in results:
+            continue
+        part = results[key]
+        lines += [
+            "",
+            f"| over {label} | requests/s | acp_async / this | client CPU per request "
+            "| acp_async / this, by CPU | server CPU share |",
+            "|---|---|---|---|---|---|",
+            *_http_rows(part, names),
+        ]
+        value = _med(_ratios(part["rates"]["c"], part["rates"]["b"]))
+        targets.append(f"| (c) / (b) >= 1.0 over {label} | {value:.3g} | {verdict(value >= 1.0)} |")
+        value = _med(_ratios(part["client_cpu"]["b"], part["client_cpu"]["c"]))
+        targets.append(f"| (c) / (b) by client CPU over {label} (reported) | {value:.3g} | |")
+    return "\n".join([*lines, "", "| target | measured | |", "|---|---|---|", *targets])
+
+
 def _http_rows(http: dict[str, Any], names: dict[str, str]) -> list[str]:
     rates: dict[str, list[float]] = http["rates"]
+    client: dict[str, list[float]] = http.get("client_cpu", {})
     cpu: dict[str, list[float]] = http["server_cpu"]
     rows = []
     for key, values in rates.items():
         ratio = fmt_spread(_ratios(rates["c"], values)) if "c" in rates else "-"
+        if client.get(key) and client.get("c"):
+            used = f"{fmt_spread(client[key])} us"
+            by_cpu = fmt_spread(_ratios(client[key], client["c"]))
+        else:
+            used = by_cpu = "n/a"
         share = f"{_med(cpu[key]):.0%}" if cpu.get(key) else "n/a"
-        rows.append(f"| {names[key]} | {fmt_spread(values)} | {ratio} | {share} |")
+        rows.append(
+            f"| {names[key]} | {fmt_spread(values)} | {ratio} | {used} | {by_cpu} | {share} |"
+        )
     return rows
 
 
@@ -206,20 +253,22 @@ def _wan(wan: dict[str, Any]) -> list[str]:
 
 
 def _cli(cli: dict[str, Any]) -> list[str]:
-    seconds = cli["seconds"]
+    seconds, cpu = cli["seconds"], cli["cpu"]
     return [
         "",
         f"## CLI: `acp-async runs poll` over {cli['servers']:,} servers, concurrency "
         f"{cli['concurrency']} ({len(seconds['uvloop'])} alternating repetitions)",
         "",
-        "Wall time of the whole command (a subprocess: start-up included); asyncio's loop is "
-        "what runs when uvloop is not installed.",
+        "The whole command as a subprocess (start-up and the summary table included): wall "
+        "time, and its own CPU time (user + system), which moves less with the machine's "
+        "load. asyncio's loop is what runs when uvloop is not installed.",
         "",
-        "| event loop | seconds | asyncio / uvloop |",
-        "|---|---|---|",
+        "| event loop | seconds | asyncio / uvloop | CPU seconds | asyncio / uvloop |",
+        "|---|---|---|---|---|",
         f"| uvloop (the `speed` extra) | {fmt_spread(seconds['uvloop'])} "
-        f"| {fmt_spread(_ratios(seconds['asyncio'], seconds['uvloop']))} |",
-        f"| asyncio | {fmt_spread(seconds['asyncio'])} | 1 |",
+        f"| {fmt_spread(_ratios(seconds['asyncio'], seconds['uvloop']))} "
+        f"| {fmt_spread(cpu['uvloop'])} | {fmt_spread(_ratios(cpu['asyncio'], cpu['uvloop']))} |",
+        f"| asyncio | {fmt_spread(seconds['asyncio'])} | 1 | {fmt_spread(cpu['asyncio'])} | 1 |",
     ]
 
 
@@ -274,6 +323,11 @@ def _targets(results: dict[str, Any]) -> list[str]:
     if "c" in https and "b" in https:
         value = _med(_ratios(https["c"], https["b"]))
         row("(c) / (b) >= 1.0 over TLS", value, value >= 1.0)
+    for label, part in (("HTTP", results["http"]), ("TLS", results.get("https", {}))):
+        client = part.get("client_cpu", {})
+        if client.get("c") and client.get("b"):
+            value = _med(_ratios(client["b"], client["c"]))
+            rows.append(f"| (c) / (b) by client CPU over {label} (reported) | {value:.3g} | |")
     if "d" in rates:
         value = _med(_ratios(rates["c"], rates["d"]))
         row("(c) / (d) >= 5", value, value >= 5)
@@ -298,9 +352,11 @@ def _targets(results: dict[str, Any]) -> list[str]:
             value = _med(_ratios(wan["c"], wan[key]))
             rows.append(f"| WAN: (c) / official SDK, {label} (reported) | {value:.3g} | |")
     if "cli" in results:
-        seconds = results["cli"]["seconds"]
+        seconds, cpu = results["cli"]["seconds"], results["cli"]["cpu"]
         value = _med(_ratios(seconds["asyncio"], seconds["uvloop"]))
         rows.append(f"| CLI `runs poll`: asyncio / uvloop time (reported) | {value:.3g} | |")
+        value = _med(_ratios(cpu["asyncio"], cpu["uvloop"]))
+        rows.append(f"| CLI `runs poll`: asyncio / uvloop CPU (reported) | {value:.3g} | |")
     watch = results["watch"]
     for key, label in (("cpu_us_per_server_poll", "CPU"), ("bytes_per_server", "memory")):
         values = [row_[key] for row_ in watch.values()]

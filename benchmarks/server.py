@@ -1,7 +1,8 @@
 """The load server: a minimal HTTP/1.1 keep-alive server answering every GET with one
 pre-serialised page, in its own process, so it is never the bottleneck.
 
-Run as ``python -m benchmarks.server [--runs N] [--delay S] [--tls-cert C --tls-key K]``;
+Run as ``python -m benchmarks.server [--runs N] [--delay S] [--tls-cert C --tls-key K]
+[--gzip]``;
 it prints its port on stdout. uvloop is used when installed. ``--delay`` answers each
 request that many seconds late (a WAN round trip); with a certificate it serves https.
 ``LoadServer`` starts it, pins it to a core and reports its CPU time.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import os
 import ssl
 import subprocess
@@ -27,14 +29,13 @@ from .payload import page_bytes
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _response(body: bytes) -> bytes:
-    head = (
-        "HTTP/1.1 200 OK\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: keep-alive\r\n\r\n"
-    )
-    return head.encode() + body
+def _response(body: bytes, *, gzipped: bool = False) -> bytes:
+    head = ["HTTP/1.1 200 OK", "Content-Type: application/json"]
+    if gzipped:
+        body = gzip.compress(body)
+        head.append("Content-Encoding: gzip")
+    head += [f"Content-Length: {len(body)}", "Connection: keep-alive", "", ""]
+    return "\r\n".join(head).encode() + body
 
 
 class _Http(asyncio.Protocol):
@@ -64,8 +65,10 @@ class _Http(asyncio.Protocol):
             self._transport.write(self._answer * answers)
 
 
-async def _serve(runs: int, delay: float, context: ssl.SSLContext | None) -> None:
-    answer = _response(page_bytes(runs))
+async def _serve(
+    runs: int, delay: float, context: ssl.SSLContext | None, *, gzipped: bool = False
+) -> None:
+    answer = _response(page_bytes(runs), gzipped=gzipped)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: _Http(answer, delay), "127.0.0.1", 0, backlog=1024, ssl=context
@@ -82,9 +85,10 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--tls-cert", type=Path)
     parser.add_argument("--tls-key", type=Path)
+    parser.add_argument("--gzip", action="store_true", help="send the page gzip-encoded")
     args = parser.parse_args()
     context = tls.server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    serve = _serve(args.runs, args.delay, context)
+    serve = _serve(args.runs, args.delay, context, gzipped=args.gzip)
     try:
         import uvloop  # noqa: PLC0415 - optional
     except ImportError:
@@ -112,12 +116,19 @@ class LoadServer:
     """``with LoadServer() as server:`` a started load server; ``server.base_url``."""
 
     def __init__(
-        self, runs: int = 20, *, pin_cores: bool = True, tls: bool = False, delay: float = 0.0
+        self,
+        runs: int = 20,
+        *,
+        pin_cores: bool = True,
+        tls: bool = False,
+        delay: float = 0.0,
+        gzipped: bool = False,
     ) -> None:
         self._runs = runs
         self._pin = pin_cores
         self._tls = tls
         self._delay = delay
+        self._gzip = gzipped
         self._certs: tempfile.TemporaryDirectory[str] | None = None
         self.ssl_context: ssl.SSLContext | None = None  # what clients trust (https only)
         self.pinned = False
@@ -130,6 +141,8 @@ class LoadServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         command = [sys.executable, "-m", "benchmarks.server", "--runs", str(self._runs)]
         command += ["--delay", str(self._delay)]
+        if self._gzip:
+            command.append("--gzip")
         if self._tls:
             self._certs = tempfile.TemporaryDirectory(prefix="acp-bench-")
             cert, key = tls.make_certificate(Path(self._certs.name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def spread(values: Sequence[float]) -> tuple[float, float, float]:
@@ -25,3 +26,19 @@ def fmt_spread(values: Sequence[float]) -> str:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
+
+
+def write_section(path: Path, section: str, name: str, command: str = "") -> None:
+    """Replace the section ``name`` of ``path`` (between its markers), or append it; the
+    main report rewrites the file, and each scenario run after it adds its own section."""
+    command = command or f"python -m benchmarks.{name}"
+    start, end = f"<!-- {name}: written by {command} -->", f"<!-- /{name} -->"
+    section = f"{start}\n{section.strip()}\n{end}\n"
+    text = path.read_text() if path.exists() else ""
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        text = head + section + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section if text else section
+    path.write_text(text)

@@ -22,7 +22,7 @@ def test_every_scenario_runs_at_tiny_sizes() -> None:
         assert set(results["https"]["rates"]) == {"a", "b", "c"}  # type: ignore[index]
     assert results["wan"]["rates"]["c"][0] > 0  # type: ignore[index]
     if cli_scenario.available():
-        assert set(results["cli"]["seconds"]) == {"uvloop", "asyncio"}  # type: ignore[index]
+        assert set(results["cli"]["cpu"]) == {"uvloop", "asyncio"}  # type: ignore[index]
     text = report.markdown(results)
     assert "## Targets" in text
     assert "over TLS" in text or not tls.available()
@@ -57,3 +57,26 @@ def test_fleet_scenarios_run_at_tiny_sizes(redis_server: object) -> None:
     assert results["throughput"]["redis_polls_per_s"] > 0
     assert results["recovery"]["seconds"]
     assert "## Estimate" in fleet.markdown(results)
+
+
+def test_send_path_ladder_and_compare_run_at_tiny_sizes() -> None:
+    """The layer-by-layer ladder and the two-commit comparison run and render."""
+    from benchmarks import ab, send_path
+
+    results = send_path.measure(requests=6, servers=3, concurrency=2, reps=1)
+    assert set(results["cpu"]["acp_async"]) == set(range(len(send_path.Rungs.LABELS)))
+    assert "list_many" in send_path.markdown(results)
+    rates = ab.measure(
+        ["acp_async"], requests=6, servers=3, concurrency=2, reps=1, tls=False, gzipped=True
+    )
+    assert set(rates["rates"]) == set(rates["cpu"]) == {"b", "acp_async"}
+    assert "(c)/(b)" in "\n".join(ab.report(rates, ["acp_async"]))
+
+
+def test_poll_cost_runs_at_tiny_sizes(redis_server: object) -> None:
+    """The unchanged-poll figure's harness runs its three loops and renders."""
+    from benchmarks import poll_cost
+
+    results = poll_cost.measure(servers=4, seconds=0.2, reps=1)
+    assert all(len(values) == 1 for values in results["cpu"].values())
+    assert "Redis fleet worker" in poll_cost.markdown(results)

@@ -441,6 +441,31 @@ async def test_gzip_body_is_inflated(no_backoff: None) -> None:
         assert [r.id for r in (await client.runs.list(SERVER)).data] == ["z"]
 
 
+async def test_chunked_gzip_body_is_inflated_as_it_streams(no_backoff: None) -> None:
+    """A gzip body without Content-Length is inflated chunk by chunk, under the cap."""
+    body = gzip.compress(
+        b'{"data": [' + b",".join(b'{"id": "r%d"}' % i for i in range(500)) + b"]}"
+    )
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 97):
+            await response.write(body[start : start + 97])
+        await response.write_eof()
+        return response
+
+    async with serve_runs(handler) as base_url:
+        async with ACPClient("k", base_url=base_url) as client:
+            assert len((await client.runs.list(SERVER)).data) == 500
+        async with ACPClient("k", base_url=base_url, max_response_bytes=1_000) as client:
+            with pytest.raises(ResponseValidationError, match="decompressed"):
+                await client.runs.list(SERVER)
+
+
 async def test_large_gzip_bomb_is_refused_without_retrying(no_backoff: None) -> None:
     """A 200 MB bomb stops at the cap as ResponseValidationError, after one request."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)

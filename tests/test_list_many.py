@@ -9,11 +9,19 @@ from collections.abc import Iterator
 from contextlib import aclosing
 
 import pytest
+from aiohttp import web
 
-from acp_async import ACPClient, InternalServerError, NotFoundError, ServerRuns
+from acp_async import (
+    ACPClient,
+    InternalServerError,
+    NotFoundError,
+    ResponseValidationError,
+    ServerRuns,
+)
+from acp_async._observe import Observer, RequestOutcome
 from acp_async.testing import FakeACPServer
 
-from .conftest import assert_no_leftovers, wait_until
+from .conftest import assert_no_leftovers, serve_runs, wait_until
 
 pytestmark = pytest.mark.fleet(servers=40, runs_per_server=3, latency=0.02)
 
@@ -195,3 +203,43 @@ async def test_429_pauses_the_whole_fan_out(no_backoff: None) -> None:
         during = [t for t in after if t - limited.finished < 0.35]
         assert len(during) < concurrency, during
         assert len(fake.requests) == 31
+
+
+class _CountingRequests(Observer):
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def request_finished(self, outcome: RequestOutcome, seconds: float) -> None:
+        self.outcomes.append(outcome)
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_a_bad_page_is_that_servers_error_when_built_late_or_at_once(
+    no_backoff: None, observed: bool
+) -> None:
+    """A 2xx that is not JSON is its server's ResponseValidationError with ``.url``, page
+    built as taken or, with an observer counting requests, at once (an ``invalid`` one)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.match_info["id"] == "broken":
+            return web.Response(body=b"<html>OK</html>", content_type="text/html")
+        return web.json_response({"data": [{"id": "r1", "status": "running"}]})
+
+    counter = _CountingRequests() if observed else None
+    async with serve_runs(handler) as base_url:
+        async with ACPClient("k", base_url=base_url, metrics=counter) as client:
+            results = {
+                outcome.server_id: outcome
+                async for outcome in client.runs.list_many(["ok-1", "broken", "ok-2"])
+            }
+    broken = results["broken"].error
+    assert isinstance(broken, ResponseValidationError)
+    assert "not valid JSON (text/html" in str(broken)
+    assert broken.url is not None
+    assert broken.url.endswith("/servers/broken/runtime/agent/runs")
+    for sid in ("ok-1", "ok-2"):
+        page = results[sid].result
+        assert page is not None
+        assert [run.id for run in page.data] == ["r1"]
+    if counter is not None:
+        assert sorted(counter.outcomes) == ["2xx", "2xx", "invalid"]
