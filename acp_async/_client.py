@@ -12,7 +12,7 @@ import aiohttp
 
 from ._config import ClientConfig, InsecureTransportWarning, is_cleartext_remote
 from ._observe import NO_OBSERVER, Observer
-from ._runs import Runs
+from ._runs import runs_for
 from ._transport import Pool, Transport
 
 __all__ = ("ACPClient",)
@@ -155,7 +155,7 @@ class ACPClient:
     def _setup(self, transport: Transport) -> None:
         self._transport = transport
         self._depth = 0
-        self.runs = Runs._for(transport)
+        self.runs = runs_for(transport)
 
     def with_options(
         self,

@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised when the extra is abs
         "once it is published)"
     ) from exc
 
-from . import _converter, _json, _validate
+from . import _converter, _json, _runs, _validate
 from ._client import ACPClient
 from ._log import log
 from ._observe import NO_OBSERVER, Observer
@@ -218,12 +218,11 @@ class RedisFleet:
         slots = _validate.int_at_least("concurrency", concurrency, 1)
         worker = Worker(
             self._opened(),
-            client.runs._fetch_page,
+            _runs.poll_source(client.runs, slots),
             interval=self._interval,
             limit=self._limit,
             lease=self._lease,
             max_events=self._max_events,
-            concurrency=client.runs._slots(slots),
             observer=self._observer,
         )
         await worker.run()

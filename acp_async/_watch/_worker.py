@@ -18,7 +18,7 @@ import asyncio
 import os
 import random
 import socket
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 import attrs
@@ -28,7 +28,7 @@ from .._log import log
 from .._observe import Observer
 from .._retry import Context, Verdict, decide
 from ..errors import ACPError, APITimeoutError
-from ._poll import FetchPage, Polled, poll
+from ._poll import Polled, poll
 from ._redis import (
     REDIS_BACKOFF,
     REDIS_UNAVAILABLE,
@@ -39,6 +39,9 @@ from ._redis import (
     stop_if_cancelled,
 )
 from ._settle import contained, settle
+
+if TYPE_CHECKING:
+    from .._runs import PollSource
 
 __all__ = ("Worker", "event_key")
 
@@ -87,17 +90,16 @@ class Worker:
     def __init__(
         self,
         store: RedisStore,
-        fetch: FetchPage,
+        source: PollSource,
         *,
         interval: float,
         limit: int,
         lease: float,
         max_events: int,
-        concurrency: int,
         observer: Observer,
     ) -> None:
         self._store = store
-        self._fetch = fetch
+        self._fetch = source.fetch
         self._interval = interval
         self._limit = limit
         self._lease = lease
@@ -105,8 +107,8 @@ class Worker:
         # timeout: the server counts as failing) still commits under the claim.
         self._margin = min(lease * _LEASE_MARGIN, _MAX_MARGIN)
         self._max_events = max_events
-        self._slots = concurrency
-        self._ahead = concurrency  # claimed ahead of the slots: see _loop
+        self._slots = source.concurrency
+        self._ahead = source.concurrency  # claimed ahead of the slots: see _loop
         self._observer = observer
         self._id = worker_id()
         self._redis_failures = 0
