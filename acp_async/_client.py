@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import aiohttp
 
@@ -14,6 +14,9 @@ from ._config import ClientConfig, InsecureTransportWarning, is_cleartext_remote
 from ._observe import NO_OBSERVER, Observer
 from ._runs import runs_for
 from ._transport import Pool, Transport
+
+if TYPE_CHECKING:
+    from .metrics import PrometheusMetrics
 
 __all__ = ("ACPClient",)
 
@@ -107,7 +110,7 @@ class ACPClient:
         default_headers: Mapping[str, str] | None = None,
         max_response_bytes: int = 32 * 2**20,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
-        metrics: Observer | None = None,
+        metrics: PrometheusMetrics | None = None,
         proxy: str | None = None,
         trust_env: bool = True,
     ) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
 import attrs
@@ -48,6 +48,9 @@ from ._watch._redis import (
 from ._watch._worker import Worker
 from .errors import ResponseValidationError
 from .models import AgentRun, RunStatus
+
+if TYPE_CHECKING:
+    from .metrics import PrometheusMetrics
 
 __all__ = ("FleetEvent", "FleetStatus", "RedisFleet")
 
@@ -104,7 +107,7 @@ class RedisFleet:
 
     Raises:
         ValueError: a URL that is not a Redis URL, a bad name or a bad number.
-        TypeError: ``metrics`` that is not an Observer.
+        TypeError: ``metrics`` that is not a ``PrometheusMetrics``.
     """
 
     def __init__(
@@ -116,13 +119,16 @@ class RedisFleet:
         limit: int = 50,
         lease: float = 60.0,
         max_events: int = 1_000_000,
-        metrics: Observer | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         _check_url(redis_url)
         if not isinstance(name, str) or not name or "{" in name or "}" in name:
             raise ValueError(f"name must be a non-empty str without braces, got {name!r}")
         if metrics is not None and not isinstance(metrics, Observer):
-            raise TypeError("metrics must be an acp_async Observer")
+            raise TypeError(
+                "metrics must be an acp_async.metrics.PrometheusMetrics, got "
+                f"{type(metrics).__name__}"
+            )
         self._url = redis_url
         self._name = name
         self._interval = _validate.positive_seconds("interval", interval)
