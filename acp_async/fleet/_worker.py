@@ -21,24 +21,23 @@ import socket
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-import attrs
-
 from .. import _converter, _json
 from .._log import log
 from .._observe import Observer
 from .._retry import Context, Verdict, decide
+from .._watch._poll import Polled, poll
+from .._watch._settle import contained, settle
 from ..errors import ACPError, APITimeoutError
-from ._poll import Polled, poll
-from ._redis import (
+from ._store import (
     REDIS_BACKOFF,
     REDIS_UNAVAILABLE,
     Claim,
     Commit,
     RedisStore,
+    Reply,
     Trip,
     stop_if_cancelled,
 )
-from ._settle import contained, settle
 
 if TYPE_CHECKING:
     from .._runs import PollSource
@@ -74,14 +73,6 @@ def worker_id() -> str:
 class _Running(NamedTuple):
     claim: Claim
     started: float  # loop time
-
-
-@attrs.frozen
-class _Reply:
-    results: list[str]
-    now: float  # Redis's clock
-    claimed: list[Claim]
-    next_due: float | None
 
 
 class Worker:
@@ -190,7 +181,7 @@ class Worker:
         self._committing.update(commit.claim.server_id for commit in trip.commits)
         self._trips[asyncio.ensure_future(self._round_trip(trip))] = trip
 
-    def _received(self, trip: Trip, reply: _Reply) -> None:
+    def _received(self, trip: Trip, reply: Reply) -> None:
         for commit, result in zip(trip.commits, reply.results, strict=True):
             self._committing.discard(commit.claim.server_id)
             self._report(commit, result)
@@ -279,12 +270,12 @@ class Worker:
             log.warning("fleet: polling %s failed: %s", claim.server_id, settled.error)
         return Commit(claim, settled.state.pack(), settled.delay, settled.failed, events)
 
-    async def _round_trip(self, trip: Trip) -> _Reply:
+    async def _round_trip(self, trip: Trip) -> Reply:
         """The trip, retried until Redis answers (with the same tokens: a retried commit
         is never appended twice)."""
         while True:
             try:
-                results, now, claimed, next_due = await self._store.round_trip(
+                reply = await self._store.round_trip(
                     self._id, trip, lease=self._lease, max_events=self._max_events
                 )
             except REDIS_UNAVAILABLE as exc:
@@ -297,7 +288,7 @@ class Worker:
                 await asyncio.sleep(pause)
                 continue
             self._redis_failures = 0
-            return _Reply(results, now, claimed, next_due)
+            return reply
 
     def _report(self, commit: Commit, result: str) -> None:
         if result == "fenced":

@@ -1,86 +1,31 @@
-"""Many workers watch one fleet of ACP servers together through Redis (extra ``redis``).
+"""``RedisFleet``: one fleet's options and lifecycle, and the calls a user makes.
 
-    fleet = RedisFleet("redis://localhost:6379/0", name="default")
-    async with fleet:
-        await fleet.add(["srv-1", "srv-2"])
-        await fleet.work(client)            # in each worker process; runs until cancelled
-        async for event in fleet.events(group="billing", consumer="c1"):
-            ...
-            await fleet.ack("billing", event)
-
-Work is claimed from Redis (due servers, fenced claims held for at most ``lease``
-seconds); each poll's events are appended to the fleet's stream together with the
-server's new compact state in one fenced script, so every change a committed poll sees
-is appended exactly once. Consumers read through consumer groups (at least once).
+Each call checks its arguments, then asks the store (``_store``) for the operation; a
+worker is ``_worker``, a consumer ``_events``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
-import attrs
-
-try:
-    import redis.asyncio as aioredis
-    from redis.exceptions import ResponseError
-except ImportError as exc:  # pragma: no cover - exercised when the extra is absent
-    raise ImportError(
-        "acp_async.fleet needs the official Redis client, the 'redis' extra: from a clone of "
-        "the acp-async repository, pip install '.[redis]' (or pip install 'acp-async[redis]' "
-        "once it is published)"
-    ) from exc
-
-from . import _converter, _json, _runs, _validate
-from ._client import ACPClient
-from ._log import log
-from ._observe import NO_OBSERVER, Observer
-from ._watch._redis import (
-    REDIS_BACKOFF,
-    REDIS_UNAVAILABLE,
-    FleetStatus,
-    RedisStore,
-    stop_if_cancelled,
-)
-from ._watch._worker import Worker
-from .errors import ResponseValidationError
-from .models import AgentRun, RunStatus
+from .. import _runs, _validate
+from .._client import ACPClient
+from .._observe import NO_OBSERVER, Observer
+from ._events import consume
+from ._store import RedisStore
+from ._worker import Worker
+from .models import FleetEvent, FleetStatus
 
 if TYPE_CHECKING:
-    from .metrics import PrometheusMetrics
+    from ..metrics import PrometheusMetrics
 
-__all__ = ("FleetEvent", "FleetStatus", "RedisFleet")
+__all__ = ("RedisFleet",)
 
 
-_READ_COUNT = 100
 _SCHEMES = ("redis", "rediss", "unix")
-_STATUSES = {status.value: status for status in RunStatus}
-
-
-@attrs.frozen
-class FleetEvent:
-    """A change appended to the fleet's stream by a committed poll, as ``events()`` yields it.
-
-    Attributes:
-        id: the stream entry id (``<milliseconds>-<n>``); pass the event to ``ack``.
-        key: server id, run id and that run's change number: the same for the same
-            change whoever appended it, so consumers may dedupe on it.
-        kind: ``"created"`` or ``"updated"``.
-        server_id: the server.
-        run: the run as the poll saw it (an ``AgentRun``).
-        previous_status: for ``"updated"``, the status before (``RunStatus`` or ``str``),
-            else None.
-    """
-
-    id: str
-    key: str
-    kind: Literal["created", "updated"]
-    server_id: str
-    run: AgentRun
-    previous_status: RunStatus | str | None = None
 
 
 class RedisFleet:
@@ -136,7 +81,6 @@ class RedisFleet:
         self._lease = _validate.positive_seconds("lease", lease)
         self._max_events = _validate.int_at_least("max_events", max_events, 1)
         self._observer = metrics or NO_OBSERVER
-        self._redis: aioredis.Redis | None = None
         self._store: RedisStore | None = None
         self._depth = 0  # nested `async with fleet:` blocks; the outermost exit closes
 
@@ -150,11 +94,10 @@ class RedisFleet:
 
     async def __aenter__(self) -> Self:
         """Open the Redis pool; a nested ``async with fleet:`` shares it."""
-        if self._redis is None:
-            self._redis = aioredis.Redis.from_url(
-                self._url, socket_timeout=self._socket_timeout(), socket_connect_timeout=5.0
+        if self._store is None:
+            self._store = RedisStore.connect(
+                self._url, self._name, socket_timeout=self._socket_timeout()
             )
-            self._store = RedisStore(self._redis, self._name)
         self._depth += 1
         return self
 
@@ -170,9 +113,9 @@ class RedisFleet:
 
     async def close(self) -> None:
         """Close the Redis pool; idempotent."""
-        if self._redis is not None:
-            redis, self._redis, self._store = self._redis, None, None
-            await redis.aclose()
+        if self._store is not None:
+            store, self._store = self._store, None
+            await store.close()
 
     def _socket_timeout(self) -> float:
         """Long enough for any script, and for a blocking read (``events`` caps ``block``)."""
@@ -261,70 +204,7 @@ class RedisFleet:
         wait = min(_validate.positive_seconds("block", block), self._socket_timeout() - 5)
         wait_ms = int(wait * 1000)
         idle_ms = int(_validate.positive_seconds("claim_idle", claim_idle) * 1000)
-        return self._events(group, consumer, max(1, wait_ms), max(1, idle_ms))
-
-    async def _events(
-        self, group: str, consumer: str, block_ms: int, idle_ms: int
-    ) -> AsyncGenerator[FleetEvent, None]:
-        failures = 0
-        ready = False
-        # This consumer's own unacked events come first (a restart), walked once: the
-        # cursor moves past each batch, so an event the caller leaves unacked is not read
-        # again and again; it comes again at the next restart (at least once).
-        cursor: str | None = "0"
-        while True:
-            stop_if_cancelled()
-            store = self._opened()
-            try:
-                if not ready:
-                    await self._create_group(store, group)
-                    ready = True
-                if cursor is not None:
-                    entries = await self._read(store, group, consumer, cursor, None)
-                    cursor = _last_id(entries)
-                else:
-                    reply = await store.redis.xautoclaim(
-                        store.events, group, consumer, idle_ms, "0-0", count=_READ_COUNT
-                    )
-                    entries = reply[1]
-                    if not entries:
-                        entries = await self._read(store, group, consumer, ">", block_ms)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                ready = False  # the stream or group was deleted: make it again
-                continue
-            except REDIS_UNAVAILABLE as exc:
-                failures += 1
-                pause = REDIS_BACKOFF.delay(failures)
-                log.warning("fleet events: Redis unavailable (%s); retrying in %.2fs", exc, pause)
-                await asyncio.sleep(pause)
-                continue
-            failures = 0
-            batch, unusable = _entries(entries)
-            if unusable:
-                await _set_aside(store, group, unusable)
-            for event in batch:
-                yield event
-                # The consumer's await between two events (an ack, say) may have lost a
-                # cancellation: it still ends the loop.
-                stop_if_cancelled()
-
-    async def _create_group(self, store: RedisStore, group: str) -> None:
-        try:
-            await store.redis.xgroup_create(store.events, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def _read(
-        self, store: RedisStore, group: str, consumer: str, start: str, block_ms: int | None
-    ) -> list[Any]:
-        """The raw entries (id, fields) read for ``consumer``, oldest first."""
-        reply: Any = await store.redis.xreadgroup(
-            group, consumer, {store.events: start}, count=_READ_COUNT, block=block_ms
-        )
-        return [entry for _, entries in reply or () for entry in entries or ()]
+        return consume(self._opened, group, consumer, max(1, wait_ms), max(1, idle_ms))
 
     async def ack(self, group: str, event: FleetEvent) -> int:
         """Acknowledge ``event`` (as ``events()`` yielded it) for ``group``; returns how many
@@ -335,24 +215,13 @@ class RedisFleet:
             raise TypeError(
                 f"ack takes the FleetEvent that events() yielded, not {type(event).__name__}"
             )
-        store = self._opened()
-        return int(await store.redis.xack(store.events, group, event.id))
+        return await self._opened().ack(group, event.id)
 
     async def status(self) -> FleetStatus:
         """How the fleet is doing. ``workers`` counts each worker for two of its own
         leases after it last claimed or committed; ``overdue`` is judged by this fleet's
         ``interval`` (Redis does not hold the workers'): give the same."""
-        store = self._opened()
-        now = await store.status(self._interval)
-        pending: dict[str, int] = {}
-        try:
-            groups = await store.redis.xinfo_groups(store.events)
-        except ResponseError:
-            groups = []  # no stream yet
-        for info in groups:
-            name = info["name"]
-            pending[name.decode() if isinstance(name, bytes) else str(name)] = int(info["pending"])
-        return attrs.evolve(now, pending=pending)
+        return await self._opened().status(self._interval)
 
 
 def _checked(server_ids: Iterable[str]) -> list[str]:
@@ -379,59 +248,3 @@ def _check_url(redis_url: object) -> None:
         )
     if parts.scheme == "unix" and not parts.path:
         raise ValueError("a unix:// redis_url needs a socket path (unix:///path/redis.sock)")
-
-
-async def _set_aside(store: RedisStore, group: str, entry_ids: list[str]) -> None:
-    """Acknowledge entries that cannot be events, so they cannot wedge the group. Redis
-    unavailable: they stay pending and are set aside when they come again."""
-    try:
-        await store.redis.xack(store.events, group, *entry_ids)
-    except REDIS_UNAVAILABLE as exc:
-        log.warning("fleet events: could not acknowledge unreadable entries yet (%s)", exc)
-
-
-def _last_id(entries: list[Any]) -> str | None:
-    """Where the next read of pending entries starts; None once there are none left."""
-    if not entries:
-        return None
-    entry_id = entries[-1][0]
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-
-def _entries(entries: list[Any]) -> tuple[list[FleetEvent], list[str]]:
-    """Stream entries as events, and the ids of those that cannot be: trimmed ones (no
-    fields left) and malformed ones (logged). One bad entry spoils only itself."""
-    events: list[FleetEvent] = []
-    unusable: list[str] = []
-    for entry_id, fields in entries:
-        sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        if not fields:
-            unusable.append(sid)
-            continue
-        try:
-            events.append(_event(sid, fields))
-        except ResponseValidationError as exc:
-            log.warning("fleet events: skipping (and acknowledging) %s", exc)
-            unusable.append(sid)
-    return events, unusable
-
-
-def _event(entry_id: str, fields: dict[bytes, bytes]) -> FleetEvent:
-    try:
-        run = _converter.structure(_json.loads(fields[b"run"]), AgentRun)
-        kind = fields[b"kind"].decode()
-        previous = fields[b"previous"].decode() or None
-        if kind not in ("created", "updated"):
-            raise ValueError(f"unknown kind {kind!r}")
-        return FleetEvent(
-            id=entry_id,
-            key=fields[b"key"].decode(),
-            kind=kind,  # type: ignore[arg-type]
-            server_id=fields[b"server"].decode(),
-            run=run,
-            previous_status=None if previous is None else _STATUSES.get(previous, previous),
-        )
-    except (KeyError, ValueError, ResponseValidationError) as exc:
-        raise ResponseValidationError(
-            f"fleet stream entry {entry_id} is malformed: {exc}"
-        ) from None
