@@ -2,7 +2,7 @@
 
 from . import _log  # noqa: F401 - the logger and its NullHandler, set up once
 from ._client import ACPClient
-from ._config import InsecureTransportWarning
+from ._config import InsecureTransportWarning, MissingCredentialsError
 from ._converter import to_json
 from ._shard import shard
 from ._version import __version__
@@ -39,6 +39,7 @@ __all__ = (
     "ConflictError",
     "InsecureTransportWarning",
     "InternalServerError",
+    "MissingCredentialsError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",

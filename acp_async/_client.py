@@ -6,14 +6,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import aiohttp
 
 from ._config import ClientConfig, InsecureTransportWarning, is_cleartext_remote
 from ._observe import NO_OBSERVER, Observer
-from ._runs import Runs
+from ._runs import runs_for
 from ._transport import Pool, Transport
+
+if TYPE_CHECKING:
+    from .metrics import PrometheusMetrics
 
 __all__ = ("ACPClient",)
 
@@ -107,7 +110,7 @@ class ACPClient:
         default_headers: Mapping[str, str] | None = None,
         max_response_bytes: int = 32 * 2**20,
         trace_configs: Iterable[aiohttp.TraceConfig] | None = None,
-        metrics: Observer | None = None,
+        metrics: PrometheusMetrics | None = None,
         proxy: str | None = None,
         trust_env: bool = True,
     ) -> None:
@@ -155,7 +158,7 @@ class ACPClient:
     def _setup(self, transport: Transport) -> None:
         self._transport = transport
         self._depth = 0
-        self.runs = Runs._for(transport)
+        self.runs = runs_for(transport)
 
     def with_options(
         self,

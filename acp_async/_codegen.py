@@ -24,7 +24,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-__all__ = ("make_structure_fn", "open_enum")
+__all__ = ("enum_members", "make_structure_fn", "open_enum")
 
 _NONE = type(None)
 _MISSING = object()
@@ -41,6 +41,11 @@ def open_enum(tp: Any) -> type[Enum] | None:
     if len(enums) == 1 and args == {enums[0], str}:
         return enums[0]
     return None
+
+
+def enum_members(enum: type[Enum]) -> dict[str, Enum]:
+    """``enum``'s members by value: what a known value becomes."""
+    return {member.value: member for member in enum}
 
 
 def _wrong(expected: str, value: Any) -> TypeError:
@@ -95,7 +100,7 @@ def _write_value(out: _Writer, var: str, tp: Any, indent: int) -> None:
         return
     enum = open_enum(tp)
     if enum is not None:
-        members = out.name("members", enum._value2member_map_)
+        members = out.name("members", enum_members(enum))
         out.line(indent, f"if type({var}) is not str: raise _wrong('str', {var})")
         out.line(indent, f"{var} = {members}.get({var}, {var})")
         return

@@ -36,8 +36,14 @@ USER_AGENT = f"acp-async/{__version__}"
 class MissingCredentialsError(ValueError):
     """Neither an API key nor a runtime token was given or found in the environment.
 
-    A ``ValueError`` like every bad option; its own class so the command line can give a
-    shell user shell advice instead of Python advice.
+    A ``ValueError`` like every bad option (raised by ``ACPClient(...)``, before any
+    request); its own class so a program can give its users its own advice, as the
+    command line gives a shell user shell advice instead of Python advice::
+
+        try:
+            client = ACPClient()
+        except acp_async.MissingCredentialsError:
+            sys.exit("set ACP_API_KEY (or COMPUTER_AGENTS_API_KEY) first")
     """
 
 

@@ -20,7 +20,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from ._codegen import make_structure_fn, open_enum
+from ._codegen import enum_members, make_structure_fn, open_enum
 from .errors import ResponseValidationError
 from .models import AgentRun, AgentRunList
 
@@ -80,7 +80,9 @@ def _structure_object(value: Any, _: Any) -> dict[str, Any]:
 
 
 def _open_enum_hook(tp: Any) -> Callable[[Any, Any], Any]:
-    members = open_enum(tp)._value2member_map_  # type: ignore[union-attr]
+    enum = open_enum(tp)
+    assert enum is not None  # registered for open enums only
+    members = enum_members(enum)
     optional = type(None) in get_args(tp)
 
     def structure(value: Any, _: Any) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import attrs
 from yarl import URL
 
 from . import _converter, _pagination, _validate
@@ -13,14 +14,14 @@ from ._fanout import as_completed_bounded
 from ._log import log
 from ._retry import Context, Verdict, decide
 from ._transport import Later, Transport
-from ._watch import Watcher, WatchState
+from ._watch import FetchPage, Watcher, WatchState
 from .errors import ACPError, WaitTimeoutError
 from .models import AgentRun, AgentRunList, RunEvent, ServerRuns
 
 T = TypeVar("T")
 _Fetched = tuple[str, "Later[AgentRunList] | ACPError"]
 
-__all__ = ("Runs",)
+__all__ = ("PollSource", "Runs", "poll_source", "runs_for")
 
 
 def _parse_page(value: Any) -> AgentRunList:
@@ -42,12 +43,6 @@ class Runs:
     __slots__ = ("_transport",)
     if TYPE_CHECKING:  # not in __annotations__: help() would show the private type
         _transport: Transport
-
-    @classmethod
-    def _for(cls, transport: Transport) -> Runs:
-        runs = object.__new__(cls)
-        runs._transport = transport
-        return runs
 
     def _server(self, server_id: str | None) -> str:
         """``server_id``, or the client's default one; none at all is a ValueError."""
@@ -390,6 +385,36 @@ def _server_runs(fetched: _Fetched) -> ServerRuns:
         return ServerRuns(server_id, result=outcome.value())
     except ACPError as exc:
         return ServerRuns(server_id, error=exc)
+
+
+def runs_for(transport: Transport) -> Runs:
+    """``client.runs`` of the client that sends through ``transport`` (``Runs`` has no
+    public constructor: users never make one)."""
+    runs = object.__new__(Runs)
+    runs._transport = transport
+    return runs
+
+
+@attrs.frozen
+class PollSource:
+    """What a poller outside this module (a fleet worker) takes from a client: the one
+    seam between ``client.runs`` and ``acp_async.fleet``.
+
+    Attributes:
+        fetch: one page of a server, the watch engine's way (``FetchPage``: the body's
+            bytes peeked at first, then parsed inside the request).
+        concurrency: how many polls to run at once, never more than the client's
+            connection pool carries.
+    """
+
+    fetch: FetchPage
+    concurrency: int
+
+
+def poll_source(runs: Runs, concurrency: int) -> PollSource:
+    """What ``runs`` (a client's ``client.runs``) gives a poller that runs at most
+    ``concurrency`` polls at once: the same fetch and cap as ``watch()`` uses."""
+    return PollSource(runs._fetch_page, runs._slots(concurrency))
 
 
 def _wait_timeout(

@@ -24,10 +24,10 @@ from acp_async import ACPClient, AgentRunList, _converter, _json
 from acp_async._watch import Watcher, WatchState
 from acp_async._watch._diff import diff
 from acp_async._watch._poll import poll
-from acp_async._watch._redis import RedisStore
 from acp_async._watch._settle import settle
 from acp_async._watch._state import ServerState, body_digest
 from acp_async.fleet import RedisFleet
+from acp_async.fleet._store import RedisStore
 from acp_async.testing import FakeACPServer, instant_backoff
 
 from .payload import make_run
@@ -121,7 +121,7 @@ async def _redis_rate(
         RedisFleet(url, name=name, interval=0.005, lease=10.0, max_events=10_000) as fleet,
     ):
         await fleet.add(fake.server_ids)
-        redis = fleet._store.redis  # type: ignore[union-attr]
+        redis = fleet._store._redis  # type: ignore[union-attr]
         with _RoundTrips() as trips:
             task = asyncio.create_task(fleet.work(client, concurrency=concurrency))
             try:
@@ -195,14 +195,14 @@ async def _redis_state_bytes(url: str, servers: int, runs: int, output: int) -> 
                 async with asyncio.timeout(120):
                     while (await fleet.status()).stream_length < servers * runs:
                         await asyncio.sleep(0.05)
-                    redis = fleet._store.redis  # type: ignore[union-attr]
+                    redis = fleet._store._redis  # type: ignore[union-attr]
                     while await redis.hlen(f"acp:{{{name}}}:state") < servers:
                         await asyncio.sleep(0.05)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            redis = fleet._store.redis  # type: ignore[union-attr]
+            redis = fleet._store._redis  # type: ignore[union-attr]
             total = 0
             for key in STATE_KEYS:
                 total += await redis.memory_usage(f"acp:{{{name}}}:{key}", samples=0) or 0
@@ -417,7 +417,7 @@ def scale(url: str, pid: int, servers: int, workers: int, seconds: float) -> dic
             await fleet.add(fake.server_ids)
             timing = ("--interval", "1", "--lease", "30", "--concurrency", "32")
             procs = [await _worker(url, name, fake, *timing) for _ in range(workers)]
-            redis = fleet._store.redis  # type: ignore[union-attr]
+            redis = fleet._store._redis  # type: ignore[union-attr]
             try:
                 await asyncio.sleep(seconds / 2)  # first polls: every run created
                 fake.reset_stats()

@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "acp_async.models",
     "acp_async.testing",
     "acp_async.fleet",
+    "acp_async.fleet.models",
     "acp_async.metrics",
 ]
 # Reached through a public name though not exported: `client.runs`, `client.config`.

@@ -123,8 +123,8 @@ async def test_a_worker_appends_each_change_once(fleet: RedisFleet) -> None:
 
 async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: str) -> None:
     """A claim taken over after its lease: the old holder's commit writes nothing."""
-    from acp_async._watch._redis import Commit, RedisStore, Trip
     from acp_async._watch._state import ServerState
+    from acp_async.fleet._store import Commit, RedisStore, Trip
 
     async with RedisFleet(redis_server.url, name=fleet_name, lease=0.05) as fleet:
         await fleet.add(["srv"])
@@ -149,7 +149,7 @@ async def test_status_counts_workers_by_their_own_lease(
     redis_server: RedisServer, fleet_name: str
 ) -> None:
     """A worker counts for two of its own leases, whatever lease the reader was given."""
-    from acp_async._watch._redis import RedisStore, Trip
+    from acp_async.fleet._store import RedisStore, Trip
 
     async with (
         RedisFleet(redis_server.url, name=fleet_name, lease=30.0) as working_fleet,
@@ -168,8 +168,8 @@ async def test_a_commit_after_its_lease_is_fenced(
 ) -> None:
     """A worker paused past its lease cannot commit, even if nobody took the server over:
     its poll is lost (the server is due, so the next poll sees the change), not late."""
-    from acp_async._watch._redis import Commit, RedisStore, Trip
     from acp_async._watch._state import ServerState
+    from acp_async.fleet._store import Commit, RedisStore, Trip
 
     async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
         await fleet.add(["srv"])
@@ -190,14 +190,14 @@ async def test_a_commit_for_a_server_no_longer_due_is_fenced(
 ) -> None:
     """A claimed server whose due entry vanished (evicted, removed by hand) is fenced, and
     the rest of the batch is written: the script does not fail halfway."""
-    from acp_async._watch._redis import Commit, RedisStore, Trip
     from acp_async._watch._state import ServerState
+    from acp_async.fleet._store import Commit, RedisStore, Trip
 
     async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
         await fleet.add(["kept", "gone"])
         store: RedisStore = fleet._store  # type: ignore[assignment]
         _, _, claims, _ = await store.round_trip("w1", Trip(claim=10), lease=30.0, max_events=100)
-        await store.redis.zrem(store.due, "gone")
+        await store._redis.zrem(store.keys.due, "gone")
         event = ("kept/run/1", "created", b'{"id":"run"}', "")
         commits = [
             Commit(claim, ServerState().pack(), 1.0, False, [event] if i == 0 else [])
@@ -276,10 +276,10 @@ async def test_a_poll_longer_than_the_lease_is_given_up(fleet: RedisFleet) -> No
 
 async def failing_servers(fleet: RedisFleet) -> set[str]:
     """The servers the fleet counts as failing (status() gives only how many)."""
-    from acp_async._watch._redis import RedisStore
+    from acp_async.fleet._store import RedisStore
 
     store: RedisStore = fleet._store  # type: ignore[assignment]
-    return {sid.decode() for sid in await store.redis.smembers(store.failing)}  # type: ignore[misc]
+    return {sid.decode() for sid in await store._redis.smembers(store.keys.failing)}  # type: ignore[misc]
 
 
 class _Outcomes(Observer):
@@ -362,7 +362,7 @@ async def test_a_slow_redis_still_gets_servers_polled(
 ) -> None:
     """Each round trip to Redis takes 0.5 s of a 1 s lease: a claim arrives with little of
     its lease left, and is still polled (not handed back again and again)."""
-    from acp_async._watch._redis import RedisStore
+    from acp_async.fleet._store import RedisStore
 
     script = RedisStore._script
 
@@ -415,7 +415,7 @@ async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> Non
     reported again as created, under the keys they had (never updated). Both ways: a
     header of a newer format (read at the claim) and a bad run record behind a good
     header (read when the page changes)."""
-    from acp_async._watch._redis import RedisStore
+    from acp_async.fleet._store import RedisStore
 
     async with FakeACPServer(servers=1, runs_per_server=2) as fake:
         [sid] = fake.server_ids
@@ -423,11 +423,11 @@ async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> Non
         async with working(fleet, fake) as task:
             first = await collect(fleet, 2)
             store: RedisStore = fleet._store  # type: ignore[assignment]
-            await store.redis.hset(store.state, sid, b"1:" + bytes([0x31]) + bytes(12))
+            await store._redis.hset(store.keys.state, sid, b"1:" + bytes([0x31]) + bytes(12))
             again = await collect(fleet, 2)
-            token, _, blob = (await store.redis.hget(store.state, sid)).partition(b":")
+            token, _, blob = (await store._redis.hget(store.keys.state, sid)).partition(b":")
             bad = blob[:24] + bytes([200]) + blob[25:]  # the first run's status code
-            await store.redis.hset(store.state, sid, token + b":" + bad)
+            await store._redis.hset(store.keys.state, sid, token + b":" + bad)
             fake.add_run(sid, status="completed")
             third = await collect(fleet, 3)
             assert not task.done()
@@ -524,7 +524,7 @@ async def append(fleet: RedisFleet, key: str, *, run: bytes | None = None) -> st
         "run": run if run is not None else f'{{"id":"{key}"}}'.encode(),
         "previous": "",
     }
-    entry_id = await store.redis.xadd(store.events, fields)  # type: ignore[arg-type]
+    entry_id = await store._redis.xadd(store.keys.events, fields)  # type: ignore[arg-type]
     return str(entry_id.decode())
 
 
@@ -732,5 +732,5 @@ async def test_a_stopped_worker_hands_back_every_claim(fleet: RedisFleet) -> Non
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                held = await store.redis.hlen(store.claims)  # type: ignore[misc]
+                held = await store._redis.hlen(store.keys.claims)  # type: ignore[misc]
                 assert held == 0, f"round {round_}: {held} claims left"

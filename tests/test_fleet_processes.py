@@ -177,7 +177,7 @@ async def lease_over(fleet: RedisFleet, lease: float) -> None:
     """Until ``lease`` seconds have passed on Redis's clock (the clock leases are kept on)."""
     store = fleet._store
     assert store is not None
-    redis = store.redis
+    redis = store._redis
     seconds, micros = await redis.time()
     end = seconds + micros / 1e6 + lease
     async with asyncio.timeout(lease + 10):

@@ -264,7 +264,7 @@ def test_fleet_event_keys_tell_a_returning_changed_run_apart() -> None:
     """A run created again (n = 1) after leaving the page gets a new key if it changed,
     and the same key if it did not (a retried commit, or the same content seen again)."""
     from acp_async._watch._state import fingerprint
-    from acp_async._watch._worker import event_key
+    from acp_async.fleet._worker import event_key
 
     before = fingerprint({"id": "r/1", "status": "running"})
     after = fingerprint({"id": "r/1", "status": "completed"})

@@ -53,14 +53,18 @@ class WatchState:
             path.write_text(json.dumps(state.to_dict()))
     """
 
-    # Packed bytes; a server whose poll is being handed over holds its live state.
-    servers: dict[str, bytes | ServerState] = attrs.Factory(dict)
+    servers: dict[str, bytes] = attrs.Factory(dict)
+    # A server whose poll's events are being handed over: its live state, which counts
+    # over its packed record (so a state saved meanwhile has the runs delivered so far).
+    _live: dict[str, ServerState] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def to_dict(self) -> dict[str, str]:
         """The state as JSON-ready data: server id -> its packed record, base64-encoded
         (about 1 KB per server at ``limit=50``). ``from_dict`` reads it back."""
+        live = self._live
         return {
-            sid: base64.b64encode(_packed(saved)).decode() for sid, saved in self.servers.items()
+            sid: base64.b64encode(live[sid].pack() if sid in live else saved).decode()
+            for sid, saved in self.servers.items()
         }
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by content
@@ -89,10 +93,6 @@ class WatchState:
         return state
 
 
-def _packed(saved: bytes | ServerState) -> bytes:
-    return saved if isinstance(saved, bytes) else saved.pack()
-
-
 def _restore(sid: str, saved: object) -> bytes:
     if isinstance(saved, list):  # saved by 0.x: the runs themselves
         page = _converter.structure({"data": saved}, AgentRunList)
@@ -111,6 +111,9 @@ def _restore(sid: str, saved: object) -> bytes:
     except (ValueError, binascii.Error) as exc:
         raise ResponseValidationError(f"watch state of server {sid!r}: {exc}") from None
     return blob
+
+
+_NOTHING_KNOWN = ServerState().pack()
 
 
 class Watcher:
@@ -177,10 +180,11 @@ class Watcher:
             await asyncio.gather(*in_flight, return_exceptions=True)
 
     def _known(self, sid: str) -> ServerState:
+        live = self._state._live
+        if live and sid in live:
+            return live[sid]
         saved = self._state.servers.get(sid)
-        if saved is None:
-            return ServerState()
-        return saved if isinstance(saved, ServerState) else ServerState.unpack(saved)
+        return ServerState() if saved is None else ServerState.unpack(saved)
 
     async def _poll(self, sid: str, known: ServerState) -> Settled:
         """One server's poll, settled. This is that server's boundary: whatever else it
@@ -201,7 +205,7 @@ class Watcher:
         self._answered = self._answered or error is None
         self._observer.watch_polled(ok=error is None, late=late)
         if error is not None:
-            self._state.servers[sid] = settled.state.pack()
+            self._save(sid, settled.state.pack())
             self._observer.watch_event("error")
             return settled.delay, iter((RunEvent("error", sid, error=error),))
         return settled.delay, self._hand_over(sid, settled.against, settled.state, settled.changes)
@@ -210,10 +214,11 @@ class Watcher:
         self, sid: str, known: ServerState, fresh: ServerState, changes: Sequence[Change]
     ) -> Iterator[RunEvent]:
         if not changes:  # the steady state: the runs are not even read
-            self._state.servers[sid] = fresh.pack()
+            self._save(sid, fresh.pack())
             return
         live = ServerState(dict(known.runs), polled=True)
-        self._state.servers[sid] = live  # packed once the poll's events are handed over
+        self._state._live[sid] = live  # packed once the poll's events are handed over
+        self._state.servers.setdefault(sid, _NOTHING_KNOWN)  # listed by to_dict meanwhile
         for change in changes:
             # Delivered once handed over: a state saved after this point (say by a
             # worker that stops here) does not report the run again on resume.
@@ -225,4 +230,11 @@ class Watcher:
             else:
                 previous = summary(change.run_id, change.previous)
                 yield RunEvent("updated", sid, run=change.run, previous=previous)
-        self._state.servers[sid] = fresh.pack()  # forget runs that left the page
+        self._save(sid, fresh.pack())  # forget runs that left the page
+
+    def _save(self, sid: str, packed: bytes) -> None:
+        """``sid``'s record, packed; it replaces a live one left by an earlier hand-over."""
+        self._state.servers[sid] = packed
+        live = self._state._live
+        if live:
+            live.pop(sid, None)

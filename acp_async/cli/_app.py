@@ -20,8 +20,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .. import ACPClient, ACPError, InsecureTransportWarning, __version__
-from .._config import MissingCredentialsError
+from .. import ACPClient, ACPError, InsecureTransportWarning, MissingCredentialsError, __version__
 from . import _demo, _fake, _metrics, _redis_fleet, _runs
 from ._parser import (
     ENVIRONMENT,

@@ -1,0 +1,366 @@
+"""The fleet's Redis store: every Redis command a fleet sends is sent from here.
+
+Callers ask for a fleet's operations (a worker's round trip, add, remove, status, a
+consumer's read, claim and ack), never for commands: key names, scripts, the shape of
+replies and which Redis errors mean what stay in this module.
+
+Every key of a fleet shares the ``{name}`` hash tag, so the scripts run on Redis
+Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never matter.
+
+    acp:{name}:due      sorted set  server id -> when it is due (a claim pushes it to now+lease)
+    acp:{name}:claims   hash        server id -> claim token (a fencing counter)
+    acp:{name}:seq      string      the fencing counter
+    acp:{name}:state    hash        server id -> "<token of its last commit>:<packed state>"
+    acp:{name}:failing  set         servers whose last poll failed
+    acp:{name}:workers  sorted set  worker id -> until when it counts as a worker (two of its
+                                    leases after it last claimed or committed)
+    acp:{name}:events   stream      key, kind, server, run (JSON), previous (status)
+
+The scripts are ``scripts/*.lua`` beside this module (package data), read once per
+process. Each is a redis-py ``Script``: one ``EVALSHA`` a call, and on ``NOSCRIPT`` (a
+Redis that has not seen it since it started) ``SCRIPT LOAD`` and the ``EVALSHA`` again,
+so a script is loaded once per Redis server. No script goes through a pipeline
+(redis-py's pipeline sends ``SCRIPT EXISTS`` before each one).
+
+The store takes a ready client (``RedisStore(client, name)``, borrowed: never closed)
+or makes its own (``RedisStore.connect``, closed by ``close()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, NamedTuple
+
+import attrs
+import redis.asyncio as aioredis
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    ReadOnlyError,
+    ResponseError,
+    TimeoutError,
+)
+
+from .._log import log
+from .._retry import Backoff
+from .._watch._state import ServerState, UnreadableState
+from .models import FleetStatus
+
+__all__ = (
+    "REDIS_BACKOFF",
+    "REDIS_UNAVAILABLE",
+    "SCRIPTS",
+    "Claim",
+    "Commit",
+    "Entry",
+    "GroupMissing",
+    "Keys",
+    "RedisStore",
+    "Reply",
+    "Trip",
+    "stop_if_cancelled",
+)
+
+# What a worker or consumer waits out: Redis down, restarting (loading its AOF), or a
+# replica that was a primary before a failover.
+REDIS_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OSError)
+# Between tries while Redis is away: full jitter from 0.1 s, doubling, up to 5 s (the
+# exponent is capped, so an outage of any length never overflows a float).
+REDIS_BACKOFF = Backoff(first=0.1, cap=5.0)
+
+
+def stop_if_cancelled() -> None:
+    """Raise the cancellation that a Redis command swallowed: a loop that awaits Redis
+    calls this each turn, so SIGTERM (or a consumer's cancel) still ends it.
+
+    On Python 3.11, redis-py sends through ``asyncio.wait_for``, which loses a
+    cancellation that arrives as the send completes (fixed in 3.12, where ``wait_for``
+    is built on ``asyncio.timeout``); the task still says it is being cancelled. See
+    docs/redis8-hang.md."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+READ_COUNT = 100  # stream entries a consumer reads (or claims) at once
+
+
+def _read_scripts() -> dict[str, str]:
+    """Each ``scripts/<name>.lua`` by name, read from the installed package."""
+    folder = resources.files(__name__.rpartition(".")[0]).joinpath("scripts")
+    return {
+        item.name.removesuffix(".lua"): item.read_text(encoding="utf-8")
+        for item in folder.iterdir()
+        if item.name.endswith(".lua")
+    }
+
+
+SCRIPTS = _read_scripts()  # once per process
+
+
+class GroupMissing(Exception):
+    """The consumer group (or the whole stream) is gone: deleted by hand, or never made."""
+
+
+@attrs.frozen
+class Keys:
+    """The names of one fleet's keys (see the module's docstring)."""
+
+    due: str
+    claims: str
+    seq: str
+    state: str
+    failing: str
+    workers: str
+    events: str
+
+    @classmethod
+    def of(cls, name: str) -> Keys:
+        tag = f"acp:{{{name}}}:"
+        return cls(**{field.name: tag + field.name for field in attrs.fields(cls)})
+
+
+@attrs.frozen
+class Claim:
+    """A server this worker holds until its lease ends: the token fences its commit."""
+
+    server_id: str
+    token: bytes
+    late: float  # how long after it was due it was claimed, on Redis's clock
+    state: ServerState
+    expires: float  # when the lease ends, on this process's loop clock (a little early)
+    arrived: float  # when the claim's reply came, on the same clock
+
+
+@attrs.frozen
+class Commit:
+    """One poll's outcome, ready to write: the new state, the events, the next delay."""
+
+    claim: Claim
+    state: bytes
+    delay: float
+    failed: bool
+    events: Sequence[tuple[str, str, bytes, str]]  # key, kind, run JSON, previous status
+
+
+@attrs.frozen
+class Trip:
+    """What one round trip sends: claims handed back, commits, how many servers to claim."""
+
+    commits: Sequence[Commit] = ()
+    claim: int = 0
+    releases: Sequence[Claim] = ()
+
+
+class Reply(NamedTuple):
+    """What one round trip brought back."""
+
+    results: list[str]  # per commit of the trip, in order: "ok", "done" or "fenced"
+    now: float  # Redis's clock
+    claimed: list[Claim]
+    next_due: float | None  # when the next server is due, if none was due to claim
+
+
+class Entry(NamedTuple):
+    """One stream entry as read: its id and its fields (none once the stream's cap
+    trimmed an entry that was pending)."""
+
+    id: str
+    fields: dict[bytes, bytes]
+
+
+class RedisStore:
+    """One fleet's keys and the commands and scripts that read and change them."""
+
+    def __init__(self, client: aioredis.Redis, name: str, *, owned: bool = False) -> None:
+        self._redis = client
+        self._owned = owned
+        self.keys = Keys.of(name)
+        self._commit_and_claim = client.register_script(SCRIPTS["commit_and_claim"])
+        self._add = client.register_script(SCRIPTS["add"])
+        self._remove = client.register_script(SCRIPTS["remove"])
+        self._status = client.register_script(SCRIPTS["status"])
+
+    @classmethod
+    def connect(cls, url: str, name: str, *, socket_timeout: float) -> RedisStore:
+        """A store on a client of its own for ``url`` (a pool; connects on first use)."""
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=5.0
+        )
+        return cls(client, name, owned=True)
+
+    async def close(self) -> None:
+        """Close the client if the store made it; a borrowed one is left open."""
+        if self._owned:
+            await self._redis.aclose()
+
+    # -- a worker ----------------------------------------------------------------------
+
+    async def round_trip(self, worker: str, trip: Trip, *, lease: float, max_events: int) -> Reply:
+        """Hand back ``trip.releases``, write ``trip.commits`` and claim up to ``trip.claim``
+        due servers (for ``lease`` seconds), in one round trip.
+
+        Each commit is written only if its claim is still ours: ``ok``, ``done`` (written
+        by an earlier try whose reply was lost) or ``fenced`` (the claim is gone). Then
+        Redis's time, the claims, and (when none was due) when the next server is due.
+        """
+        # The leases begin on Redis after this moment: counted from here, they end early.
+        expires = asyncio.get_running_loop().time() + lease
+        reply = await self._script(worker, max_events, lease, trip)
+        arrived = asyncio.get_running_loop().time()
+        count = len(trip.commits)
+        results = [r.decode() for r in reply[3 : 3 + count]]
+        now = float(reply[0])
+        next_due = float(reply[1]) if reply[1] else None
+        claims = []
+        for i in range(3 + count, len(reply), 4):
+            sid, token, due, saved = reply[i : i + 4]
+            server_id = sid.decode()
+            late = max(0.0, now - float(due))
+            state = _saved_state(server_id, saved)
+            claims.append(Claim(server_id, token, late, state, expires, arrived))
+        return Reply(results, now, claims, next_due)
+
+    async def release(self, claims: Sequence[Claim]) -> int:
+        """Hand claims back (due at once); how many were still ours."""
+        if not claims:
+            return 0
+        reply = await self._script("", 0, 0.0, Trip(releases=claims))
+        return int(reply[2])
+
+    async def _script(self, worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
+        k = self.keys
+        keys = [k.due, k.claims, k.state, k.events, k.failing, k.workers, k.seq]
+        args = _trip_args(worker, max_events, lease, trip)
+        reply: list[Any] = await self._commit_and_claim(keys=keys, args=args)
+        return reply
+
+    # -- the fleet's servers -----------------------------------------------------------
+
+    async def add(self, server_ids: Sequence[str]) -> int:
+        """Add servers, due at once; how many were new."""
+        if not server_ids:
+            return 0
+        return int(await self._add(keys=[self.keys.due], args=list(server_ids)))
+
+    async def remove(self, server_ids: Sequence[str]) -> int:
+        """Remove servers and what is kept about them; how many were in the fleet."""
+        if not server_ids:
+            return 0
+        k = self.keys
+        keys = [k.due, k.claims, k.state, k.failing]
+        return int(await self._remove(keys=keys, args=list(server_ids)))
+
+    async def server_ids(self) -> set[str]:
+        return {sid.decode() async for sid, _ in self._redis.zscan_iter(self.keys.due, count=1000)}
+
+    async def status(self, interval: float) -> FleetStatus:
+        """How the fleet is doing (``overdue`` judged by ``interval``), with the pending
+        events of every consumer group."""
+        k = self.keys
+        keys = [k.due, k.workers, k.failing, k.events]
+        reply = await self._status(keys=keys, args=[repr(interval)])
+        servers, workers, overdue, oldest, failing, length = reply
+        pending: dict[str, int] = {}
+        try:
+            groups = await self._redis.xinfo_groups(k.events)
+        except ResponseError:
+            groups = []  # no stream yet
+        for info in groups:
+            group = info["name"]
+            pending[group.decode() if isinstance(group, bytes) else str(group)] = int(
+                info["pending"]
+            )
+        return FleetStatus(
+            int(servers),
+            int(workers),
+            int(overdue),
+            float(oldest) if oldest else 0.0,
+            int(failing),
+            int(length),
+            pending,
+        )
+
+    # -- consumers -----------------------------------------------------------------------
+
+    async def create_group(self, group: str) -> None:
+        """Make consumer group ``group`` from the start of the stream (and the stream, if
+        there is none yet); one that exists is left as it is."""
+        try:
+            await self._redis.xgroup_create(self.keys.events, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self, group: str, consumer: str, start: str, block_ms: int | None
+    ) -> list[Entry]:
+        """Entries for ``consumer`` of ``group``, oldest first: its own pending ones after
+        ``start`` (an entry id), or new ones (``start=">"``, waiting up to ``block_ms``).
+
+        Raises ``GroupMissing`` when the group or the stream is gone."""
+        try:
+            reply: Any = await self._redis.xreadgroup(
+                group, consumer, {self.keys.events: start}, count=READ_COUNT, block=block_ms
+            )
+        except ResponseError as exc:
+            raise _group_missing(exc) from exc
+        return [_entry(raw) for _, entries in reply or () for raw in entries or ()]
+
+    async def claim_idle(self, group: str, consumer: str, idle_ms: int) -> list[Entry]:
+        """Entries of ``group`` another consumer has held for more than ``idle_ms``, now
+        ``consumer``'s. Raises ``GroupMissing`` when the group or the stream is gone."""
+        try:
+            reply = await self._redis.xautoclaim(
+                self.keys.events, group, consumer, idle_ms, "0-0", count=READ_COUNT
+            )
+        except ResponseError as exc:
+            raise _group_missing(exc) from exc
+        return [_entry(raw) for raw in reply[1]]
+
+    async def ack(self, group: str, *entry_ids: str) -> int:
+        """Acknowledge entries for ``group``; how many were pending."""
+        return int(await self._redis.xack(self.keys.events, group, *entry_ids))
+
+
+def _group_missing(exc: ResponseError) -> Exception:
+    """``GroupMissing`` for Redis's NOGROUP; any other error as it is."""
+    return GroupMissing(str(exc)) if "NOGROUP" in str(exc) else exc
+
+
+def _entry(raw: Any) -> Entry:
+    entry_id, fields = raw
+    return Entry(entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id), fields or {})
+
+
+def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
+    commits, releases = trip.commits, trip.releases
+    args: list[Any] = [worker, max_events, repr(lease), trip.claim, len(commits), len(releases)]
+    for claim in releases:
+        args += [claim.server_id, claim.token]
+    for commit in commits:
+        claim = commit.claim
+        head = b"%s %r %d %d " % (claim.token, commit.delay, commit.failed, len(commit.events))
+        args += [claim.server_id, head + commit.state]
+        for event in commit.events:
+            args.extend(event)
+    return args
+
+
+def _saved_state(server_id: str, saved: bytes) -> ServerState:
+    """A claimed server's state; one that cannot be read (written by something else, or
+    a newer format) starts afresh, logged, where failing would stop every worker that
+    claims it: its runs are reported again as "created", those never updated under the
+    keys they had (consumers dedupe on them)."""
+    blob = saved.partition(b":")[2] if saved else b""
+    if not blob:
+        return ServerState()
+    try:
+        return ServerState.unpack(blob)
+    except UnreadableState as exc:
+        log.warning(
+            "fleet: the saved state of %s cannot be read (%s); starting afresh", server_id, exc
+        )
+        return ServerState()

@@ -1,0 +1,103 @@
+"""The fleet's store on a real redis-server of its own: its scripts are the package's .lua
+files, loaded once per Redis (EVALSHA, SCRIPT LOAD on NOSCRIPT), one EVALSHA a round trip;
+a borrowed client is never closed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis")
+
+import redis.asyncio as aioredis
+
+from acp_async.fleet._store import SCRIPTS, Keys, RedisStore, Trip
+
+from .redis_server import RedisServer
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for this test alone: its command counts are this test's."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def raw(own_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client of the test's own, as an operator's redis-cli."""
+    client = aioredis.Redis.from_url(own_redis.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def _calls(raw: aioredis.Redis) -> dict[str, int]:
+    """Successful calls per command so far (failed ones, such as a NOSCRIPT, aside)."""
+    stats: dict[str, Any] = await raw.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(value["calls"]) - int(value.get("failed_calls", 0))
+        for name, value in stats.items()
+    }
+
+
+def test_the_scripts_are_the_packages_lua_files() -> None:
+    """Each script the store runs is a .lua file of the package, read as it is."""
+    folder = resources.files("acp_async.fleet").joinpath("scripts")
+    files = {item.name: item.read_text() for item in folder.iterdir()}
+    assert sorted(files) == ["add.lua", "commit_and_claim.lua", "remove.lua", "status.lua"]
+    assert {f"{name}.lua": text for name, text in SCRIPTS.items()} == files
+
+
+async def test_scripts_load_once_and_each_round_trip_is_one_evalsha(
+    own_redis: RedisServer, raw: aioredis.Redis
+) -> None:
+    """On a Redis that never saw them, each script is loaded once (its first EVALSHA meets
+    NOSCRIPT); from then on a round trip is one EVALSHA, nothing else. After SCRIPT FLUSH
+    (as after a restart) a script is loaded once again."""
+    store = RedisStore(raw, "once")
+    assert await store.add(["a", "b", "c"]) == 3
+    before = await _calls(raw)
+    for _ in range(5):
+        await store.round_trip("w", Trip(claim=1), lease=30.0, max_events=100)
+    await store.status(30.0)
+    after = await _calls(raw)
+    assert before["script|load"] == 1  # add.lua
+    assert after["script|load"] == 3  # then commit_and_claim.lua and status.lua, once each
+    assert after["evalsha"] - before["evalsha"] == 6  # five round trips and one status
+    assert "eval" not in after
+    assert "script|exists" not in after
+
+    await raw.script_flush()
+    flushed = await _calls(raw)
+    reply = await store.round_trip("w", Trip(claim=1), lease=30.0, max_events=100)
+    again = await _calls(raw)
+    assert [claim.server_id for claim in reply.claimed] == []  # a, b, c are held
+    assert again["script|load"] - flushed["script|load"] == 1
+    assert again["evalsha"] - flushed["evalsha"] == 1
+
+
+async def test_a_borrowed_client_stays_open(raw: aioredis.Redis) -> None:
+    """close() of a store on a client it was given leaves that client working."""
+    store = RedisStore(raw, "borrowed")
+    await store.add(["a"])
+    await store.close()
+    assert await raw.zcard(Keys.of("borrowed").due) == 1
+
+
+def test_every_key_of_a_fleet_shares_its_hash_tag() -> None:
+    """One {name} tag for every key, so a fleet's scripts run on Redis Cluster."""
+    keys = Keys.of("billing")
+    names = [getattr(keys, field) for field in ("due", "claims", "seq", "state")]
+    names += [keys.failing, keys.workers, keys.events]
+    assert all(name.startswith("acp:{billing}:") for name in names)
+    assert len(set(names)) == 7
