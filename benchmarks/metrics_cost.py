@@ -35,9 +35,8 @@ from acp_async import ACPClient
 from acp_async._observe import Observer, RequestOutcome
 from acp_async.metrics import PrometheusMetrics
 
-from . import report
 from .server import LoadServer
-from .stats import fmt, fmt_spread, verdict
+from .stats import fmt, fmt_spread, replace_section, verdict
 
 GOAL = 0.03  # at most 3% of a request's CPU
 START = "<!-- metrics-cost: written by python -m benchmarks.metrics_cost -->"
@@ -233,7 +232,7 @@ def _pct(value: float) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Replace our section of ``path`` (between the markers), or append it."""
-    report.write_section(path, section, START, END)
+    replace_section(path, section, START, END)
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import http_bench, report
-from .stats import fmt, fmt_spread
+from . import http_bench
+from .stats import fmt, fmt_spread, replace_section
 
 START = "<!-- python-versions: written by python -m benchmarks.python_versions -->"
 END = "<!-- /python-versions -->"
@@ -156,7 +156,7 @@ def main() -> None:
         return
     section = markdown(measure(args.python or PYTHONS, sizes))
     if not args.smoke:
-        report.write_section(args.out, section, START, END)
+        replace_section(args.out, section, START, END)
     print(section)
 
 

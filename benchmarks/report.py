@@ -46,18 +46,6 @@ def machine() -> str:
 _SECTION = re.compile(r"<!-- ([\w-]+): written by [^>]*-->\n.*?<!-- /\1 -->\n?", re.S)
 
 
-def write_section(path: Path, section: str, start: str, end: str) -> None:
-    """Replace the section between ``start`` and ``end`` in ``path``, or append it."""
-    text = path.read_text() if path.exists() else ""
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section if text else section
-    path.write_text(text)
-
-
 def keep_sections(old: str, new: str) -> str:
     """``new`` followed by the sections other scripts wrote into ``old``."""
     kept = [match.group(0).rstrip("\n") + "\n" for match in _SECTION.finditer(old)]

@@ -28,12 +28,8 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def write_section(path: Path, section: str, name: str, command: str = "") -> None:
-    """Replace the section ``name`` of ``path`` (between its markers), or append it; the
-    main report rewrites the file, and each scenario run after it adds its own section."""
-    command = command or f"python -m benchmarks.{name}"
-    start, end = f"<!-- {name}: written by {command} -->", f"<!-- /{name} -->"
-    section = f"{start}\n{section.strip()}\n{end}\n"
+def replace_section(path: Path, section: str, start: str, end: str) -> None:
+    """Replace the section between ``start`` and ``end`` in ``path``, or append it."""
     text = path.read_text() if path.exists() else ""
     if start in text and end in text:
         head, rest = text.split(start, 1)
@@ -42,3 +38,11 @@ def write_section(path: Path, section: str, name: str, command: str = "") -> Non
     else:
         text = text.rstrip("\n") + "\n\n" + section if text else section
     path.write_text(text)
+
+
+def write_section(path: Path, section: str, name: str, command: str = "") -> None:
+    """Replace the section ``name`` of ``path`` (between its markers), or append it; the
+    main report rewrites the file, and each scenario run after it adds its own section."""
+    command = command or f"python -m benchmarks.{name}"
+    start, end = f"<!-- {name}: written by {command} -->", f"<!-- /{name} -->"
+    replace_section(path, f"{start}\n{section.strip()}\n{end}\n", start, end)
