@@ -174,17 +174,11 @@ def _assert_camel(value: object) -> None:
             _assert_camel(inner)
 
 
-async def test_every_json_output_has_one_style(
-    fleet: FakeACPServer, redis_server: RedisServer, fleet_name: str
-) -> None:
-    """runs list/poll/watch and fleet status/events print compact camelCase JSON lines."""
-    env = cli_env(fleet, ACP_REDIS_URL=redis_server.url)
-    sid = fleet.server_ids[0]
-    listed = await run("runs", "list", sid, "--json", env=env)
-    polled = await run("runs", "poll", *fleet.server_ids, "--json", env=env)
-    async with RedisFleet(redis_server.url, name=fleet_name, interval=0.05) as redis_fleet:
+async def _three_events(fake: FakeACPServer, redis_url: str, name: str, sid: str) -> None:
+    """A worker of fleet ``name`` runs until the stream holds three of ``sid``'s events."""
+    async with RedisFleet(redis_url, name=name, interval=0.05) as redis_fleet:
         await redis_fleet.add([sid])
-        async with ACPClient(fleet.token, base_url=fleet.base_url) as client:
+        async with ACPClient(fake.token, base_url=fake.base_url) as client:
             worker = asyncio.create_task(redis_fleet.work(client))
             try:
                 async with asyncio.timeout(10):
@@ -193,6 +187,17 @@ async def test_every_json_output_has_one_style(
             finally:
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
+
+
+async def test_every_json_output_has_one_style(
+    fleet: FakeACPServer, redis_server: RedisServer, fleet_name: str
+) -> None:
+    """runs list/poll/watch and fleet status/events print compact camelCase JSON lines."""
+    env = cli_env(fleet, ACP_REDIS_URL=redis_server.url)
+    sid = fleet.server_ids[0]
+    listed = await run("runs", "list", sid, "--json", env=env)
+    polled = await run("runs", "poll", *fleet.server_ids, "--json", env=env)
+    await _three_events(fleet, redis_server.url, fleet_name, sid)
     status = await run("fleet", "status", "--json", "--fleet", fleet_name, env=env)
     events = await start("fleet", "--json", "events", "--fleet", fleet_name, env=env)
     watch = await start("runs", "watch", sid, "--json", "--interval", "0.05", env=env)
@@ -216,17 +221,7 @@ async def test_fleet_events_text_lines_carry_their_time(
     """`fleet events` lines start with the time the event was appended, like `runs watch`."""
     sid = fleet.server_ids[0]
     env = cli_env(fleet, ACP_REDIS_URL=redis_server.url)
-    async with RedisFleet(redis_server.url, name=fleet_name, interval=0.05) as redis_fleet:
-        await redis_fleet.add([sid])
-        async with ACPClient(fleet.token, base_url=fleet.base_url) as client:
-            worker = asyncio.create_task(redis_fleet.work(client))
-            try:
-                async with asyncio.timeout(10):
-                    while (await redis_fleet.status()).stream_length < 3:
-                        await asyncio.sleep(0.02)
-            finally:
-                worker.cancel()
-                await asyncio.gather(worker, return_exceptions=True)
+    await _three_events(fleet, redis_server.url, fleet_name, sid)
     proc = await start("fleet", "events", "--fleet", fleet_name, env=env)
     assert proc.stdout is not None
     lines = [await read_line(proc.stdout) for _ in range(3)]

@@ -17,15 +17,8 @@ from acp_async import ACPClient
 from acp_async._config import ClientConfig
 from acp_async._runs import Runs
 
-PUBLIC_MODULES = [
-    "acp_async",
-    "acp_async.errors",
-    "acp_async.models",
-    "acp_async.testing",
-    "acp_async.fleet",
-    "acp_async.fleet.models",
-    "acp_async.metrics",
-]
+from .test_architecture import PUBLIC_MODULES
+
 # Reached through a public name though not exported: `client.runs`, `client.config`.
 REACHABLE = [Runs, ClientConfig]
 
