@@ -41,5 +41,13 @@ class Observer:
     def fleet_committed(self, result: Literal["ok", "fenced", "error"]) -> None:
         """A fleet worker's commit of one poll: written, refused (claim lost) or failed."""
 
+    def fleet_redis_up(self, up: bool) -> None:
+        """A fleet worker or consumer found Redis answering (True) or not (False): called
+        when that changes."""
+
+    def fleet_dropped(self, kind: Literal["due", "state", "stream"]) -> None:
+        """A fleet entry in Redis that could not be read was dropped: a due member that is
+        not a server id, a server's saved state, or a stream entry."""
+
 
 NO_OBSERVER = Observer()

@@ -40,6 +40,7 @@ OUTCOMES: tuple[RequestOutcome, ...] = (
 POLL_RESULTS = ("ok", "error")
 EVENT_KINDS = ("created", "updated", "error")
 COMMIT_RESULTS = ("ok", "fenced", "error")
+DROPPED_KINDS = ("due", "state", "stream")
 # One attempt: loopback answers in milliseconds, a slow host in tens of seconds.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # How late a poll started: 0 when the worker keeps up, minutes when it is far behind.
@@ -59,6 +60,8 @@ class _Families:
     events: Counter
     poll_delay: Histogram
     commits: Counter
+    redis_up: Gauge
+    dropped: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> _Families:
@@ -115,6 +118,18 @@ class _Families:
                 ["result"],
                 registry=registry,
             ),
+            redis_up=Gauge(
+                "acp_fleet_redis_up",
+                "1 while Redis answers the fleet's worker or consumer, 0 while it retries.",
+                registry=registry,
+            ),
+            dropped=Counter(
+                "acp_fleet_dropped_entries",
+                "Fleet entries in Redis that could not be read and were dropped, by kind "
+                "(due: not a server id; state: a saved state; stream: an event entry).",
+                ["kind"],
+                registry=registry,
+            ),
         )
 
 
@@ -158,6 +173,7 @@ class PrometheusMetrics(Observer):
         self._polls = _children(families.polls, POLL_RESULTS)
         self._events = _children(families.events, EVENT_KINDS)
         self._commits = _children(families.commits, COMMIT_RESULTS)
+        self._dropped = _children(families.dropped, DROPPED_KINDS)
         self._retries: dict[str, Counter] = {}  # reasons are statuses or outcomes: on first use
         self._duration = families.duration
         self._in_flight = families.in_flight
@@ -197,6 +213,14 @@ class PrometheusMetrics(Observer):
     def fleet_committed(self, result: Literal["ok", "fenced", "error"]) -> None:
         """Hook: a fleet worker's commit ended with ``result`` (ok, fenced, error)."""
         self._count(self._commits, self._families.commits, result)
+
+    def fleet_redis_up(self, up: bool) -> None:
+        """Hook: Redis answers (``acp_fleet_redis_up`` 1) or is being retried (0)."""
+        self._families.redis_up.set(1 if up else 0)
+
+    def fleet_dropped(self, kind: Literal["due", "state", "stream"]) -> None:
+        """Hook: an unreadable fleet entry of ``kind`` (due, state, stream) was dropped."""
+        self._count(self._dropped, self._families.dropped, kind)
 
     @staticmethod
     def _count(children: dict[str, Counter], family: Counter, value: str) -> None:

@@ -129,9 +129,11 @@ async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: 
     async with RedisFleet(redis_server.url, name=fleet_name, lease=0.05) as fleet:
         await fleet.add(["srv"])
         store: RedisStore = fleet._store  # type: ignore[assignment]
-        _, _, [zombie], _ = await store.round_trip("w1", Trip(claim=10), lease=0.05, max_events=100)
+        [zombie] = (
+            await store.round_trip("w1", Trip(claim=10), lease=0.05, max_events=100)
+        ).claimed
         await asyncio.sleep(0.1)  # the lease ends
-        _, _, [fresh], _ = await store.round_trip("w2", Trip(claim=10), lease=30.0, max_events=100)
+        [fresh] = (await store.round_trip("w2", Trip(claim=10), lease=30.0, max_events=100)).claimed
         event = ("srv/run/1", "created", b'{"id":"run"}', "")
         late = Commit(zombie, ServerState().pack(), 1.0, False, [event])
         on_time = Commit(fresh, ServerState().pack(), 1.0, False, [event])
@@ -174,14 +176,14 @@ async def test_a_commit_after_its_lease_is_fenced(
     async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
         await fleet.add(["srv"])
         store: RedisStore = fleet._store  # type: ignore[assignment]
-        _, _, [claim], _ = await store.round_trip("w1", Trip(claim=10), lease=0.05, max_events=100)
+        [claim] = (await store.round_trip("w1", Trip(claim=10), lease=0.05, max_events=100)).claimed
         await asyncio.sleep(0.1)  # the lease ends; no other worker claims meanwhile
         event = ("srv/run/1", "created", b'{"id":"run"}', "")
         late = Commit(claim, ServerState().pack(), 1.0, False, [event])
         results, *_ = await store.round_trip("w1", Trip([late]), lease=1.0, max_events=100)
         assert results == ["fenced"]
         assert (await fleet.status()).stream_length == 0
-        _, _, [again], _ = await store.round_trip("w2", Trip(claim=10), lease=30.0, max_events=100)
+        [again] = (await store.round_trip("w2", Trip(claim=10), lease=30.0, max_events=100)).claimed
         assert again.server_id == "srv"  # due at once: the lost poll is done again
 
 
@@ -196,7 +198,7 @@ async def test_a_commit_for_a_server_no_longer_due_is_fenced(
     async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
         await fleet.add(["kept", "gone"])
         store: RedisStore = fleet._store  # type: ignore[assignment]
-        _, _, claims, _ = await store.round_trip("w1", Trip(claim=10), lease=30.0, max_events=100)
+        claims = (await store.round_trip("w1", Trip(claim=10), lease=30.0, max_events=100)).claimed
         await store._redis.zrem(store.keys.due, "gone")
         event = ("kept/run/1", "created", b'{"id":"run"}', "")
         commits = [

@@ -28,6 +28,8 @@ CONTRACT = {
     "acp_watch_events": ("counter", {"kind"}),
     "acp_watch_poll_delay_seconds": ("histogram", set()),
     "acp_fleet_commits": ("counter", {"result"}),
+    "acp_fleet_redis_up": ("gauge", set()),
+    "acp_fleet_dropped_entries": ("counter", {"kind"}),
 }
 
 
@@ -64,6 +66,9 @@ def test_every_known_label_value_is_exported_at_zero() -> None:
         assert value(registry, "acp_watch_events_total", kind=kind) == 0
     for result in ("ok", "fenced", "error"):
         assert value(registry, "acp_fleet_commits_total", result=result) == 0
+    for kind in ("due", "state", "stream"):
+        assert value(registry, "acp_fleet_dropped_entries_total", kind=kind) == 0
+    assert value(registry, "acp_fleet_redis_up") == 0
     assert value(registry, "acp_in_flight_requests") == 0
     assert value(registry, "acp_rate_limited_seconds_total") == 0
 
@@ -138,6 +143,22 @@ def test_fleet_commits_by_result() -> None:
     assert value(registry, "acp_fleet_commits_total", result="ok") == 2
     assert value(registry, "acp_fleet_commits_total", result="fenced") == 1
     assert value(registry, "acp_fleet_commits_total", result="error") == 0
+
+
+def test_fleet_redis_up_and_dropped_entries() -> None:
+    """The gauge follows the last report; dropped entries count by kind."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    metrics.fleet_redis_up(True)
+    assert value(registry, "acp_fleet_redis_up") == 1
+    metrics.fleet_redis_up(False)
+    assert value(registry, "acp_fleet_redis_up") == 0
+    metrics.fleet_dropped("due")
+    metrics.fleet_dropped("due")
+    metrics.fleet_dropped("stream")
+    assert value(registry, "acp_fleet_dropped_entries_total", kind="due") == 2
+    assert value(registry, "acp_fleet_dropped_entries_total", kind="state") == 0
+    assert value(registry, "acp_fleet_dropped_entries_total", kind="stream") == 1
 
 
 def test_instances_on_one_registry_count_into_the_same_series() -> None:

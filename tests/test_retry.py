@@ -152,7 +152,7 @@ def test_backoff_is_one_formula_with_full_jitter_a_cap_and_the_switch() -> None:
     switch, within the cap for a streak of any length; request retries, the failing
     cadence and Redis reconnects all use it."""
     from acp_async._watch._schedule import FAILING
-    from acp_async.fleet._store import REDIS_BACKOFF
+    from acp_async.fleet._outage import REDIS_BACKOFF
 
     backoff = Backoff(first=0.1, cap=5.0)
     for tries, ceiling in [(1, 0.1), (2, 0.2), (4, 0.8), (7, 5.0), (10**6, 5.0)]:

@@ -2,7 +2,10 @@
 
 Needs the ``redis`` extra. ``--redis`` falls back to ``ACP_REDIS_URL``, ``--fleet`` to
 ``default``. ``worker`` and ``events`` run until SIGTERM or Ctrl-C and then exit 0 (the
-worker hands its claims back first); a refused API token ends the worker with exit 1.
+worker hands its claims back first); a refused API token ends the worker with exit 1, and
+so does a Redis error no retry can fix (``FleetRedisError``: a refused password, an ACL
+denial, a fleet key of the wrong type), as its last stderr line. Redis away is waited out
+by ``worker`` and ``events``; the one-shot commands exit 1 with one line.
 """
 
 from __future__ import annotations
@@ -234,14 +237,14 @@ async def _status(args: argparse.Namespace) -> int:
 
 
 async def _one_shot(fleet: RedisFleet, job: Callable[[], Awaitable[None]]) -> int:
-    """Redis unreachable is one line and exit 1."""
-    from redis.exceptions import RedisError  # noqa: PLC0415 - the optional extra
+    """Redis unreachable, or refusing (``FleetRedisError``), is one line and exit 1."""
+    from ..fleet import FleetRedisError  # noqa: PLC0415 - the optional extra
 
     try:
         async with fleet:
             await job()
-    except (RedisError, OSError) as exc:
-        warn(f"Redis: {type(exc).__name__}: {exc}")
+    except FleetRedisError as exc:
+        warn(str(exc))
         return FAILED
     return OK
 

@@ -13,10 +13,16 @@ seconds); each poll's events are appended to the fleet's stream together with th
 server's new compact state in one fenced script, so every change a committed poll sees
 is appended exactly once. Consumers read through consumer groups (at least once).
 
+Redis errors no retry can fix (a refused password, an ACL denial, a fleet key of the
+wrong type) raise ``FleetRedisError``; Redis away is ``RedisUnavailableError``, which
+``work()`` and ``events()`` wait out.
+
 The package: ``_fleet`` (``RedisFleet``: options, lifecycle, the calls), ``models``
-(``FleetEvent``, ``FleetStatus``), ``_store`` (every Redis command: key names, the
-``scripts/*.lua``, reads and acks), ``_worker`` (one worker's claim lifecycle) and
-``_events`` (a consumer group's reader). The watch engine they run is ``acp_async._watch``.
+(``FleetEvent``, ``FleetStatus``), ``_errors`` (``FleetRedisError``,
+``RedisUnavailableError``), ``_store`` (every Redis command: key names, the
+``scripts/*.lua``, reads and acks, what Redis's errors mean), ``_outage`` (Redis away:
+said once, waited out), ``_worker`` (one worker's claim lifecycle) and ``_events`` (a
+consumer group's reader). The watch engine they run is ``acp_async._watch``.
 """
 
 try:
@@ -28,7 +34,8 @@ except ImportError as exc:  # pragma: no cover - exercised when the extra is abs
         "once it is published)"
     ) from exc
 
+from ._errors import FleetRedisError, RedisUnavailableError
 from ._fleet import RedisFleet
 from .models import FleetEvent, FleetStatus
 
-__all__ = ("FleetEvent", "FleetStatus", "RedisFleet")
+__all__ = ("FleetEvent", "FleetRedisError", "FleetStatus", "RedisFleet", "RedisUnavailableError")

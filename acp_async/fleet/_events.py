@@ -2,28 +2,25 @@
 
 A consumer first walks its own pending events once (after a restart: those it read and
 did not acknowledge), then takes those another consumer has held for too long, then
-reads new ones. Entries that cannot be events are acknowledged and logged, so one bad
-entry never wedges a group. Redis going away is waited out with backoff; a group that
-was deleted is made again.
+reads new ones. Entries that cannot be events are acknowledged and logged (a WARNING
+naming the entry id, counted in ``acp_fleet_dropped_entries_total{kind="stream"}``), and
+the good entries of the same batch are still yielded, so one bad entry never wedges a
+group. Redis going away is waited out with backoff (``_outage``); an error no retry can
+fix (``FleetRedisError``) ends the loop; a group that was deleted is made again.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Callable
 
 from .. import _converter, _json
 from .._log import log
+from .._observe import Observer
 from ..errors import ResponseValidationError
 from ..models import AgentRun, RunStatus
-from ._store import (
-    REDIS_BACKOFF,
-    REDIS_UNAVAILABLE,
-    Entry,
-    GroupMissing,
-    RedisStore,
-    stop_if_cancelled,
-)
+from ._errors import RedisUnavailableError
+from ._outage import Outage
+from ._store import Entry, GroupMissing, RedisStore, stop_if_cancelled
 from .models import FleetEvent
 
 __all__ = ("consume",)
@@ -31,12 +28,17 @@ __all__ = ("consume",)
 _STATUSES = {status.value: status for status in RunStatus}
 
 
-async def consume(
-    opened: Callable[[], RedisStore], group: str, consumer: str, block_ms: int, idle_ms: int
+async def consume(  # noqa: PLR0917 - one private caller, RedisFleet.events
+    opened: Callable[[], RedisStore],
+    group: str,
+    consumer: str,
+    block_ms: int,
+    idle_ms: int,
+    observer: Observer,
 ) -> AsyncGenerator[FleetEvent, None]:
     """Events for ``consumer`` of ``group``, until the loop is closed. ``opened`` gives the
     fleet's store each time one is needed (it raises once the fleet is closed)."""
-    failures = 0
+    outage = Outage("fleet events", observer)
     ready = False
     # This consumer's own unacked events come first (a restart), walked once: the
     # cursor moves past each batch, so an event the caller leaves unacked is not read
@@ -59,14 +61,11 @@ async def consume(
         except GroupMissing:
             ready = False  # the stream or group was deleted: make it again
             continue
-        except REDIS_UNAVAILABLE as exc:
-            failures += 1
-            pause = REDIS_BACKOFF.delay(failures)
-            log.warning("fleet events: Redis unavailable (%s); retrying in %.2fs", exc, pause)
-            await asyncio.sleep(pause)
+        except RedisUnavailableError as exc:
+            await outage.wait(exc)
             continue
-        failures = 0
-        batch, unusable = _events(entries)
+        outage.answered()
+        batch, unusable = _events(entries, observer)
         if unusable:
             await _set_aside(store, group, unusable)
         for event in batch:
@@ -81,13 +80,13 @@ async def _set_aside(store: RedisStore, group: str, entry_ids: list[str]) -> Non
     unavailable: they stay pending and are set aside when they come again."""
     try:
         await store.ack(group, *entry_ids)
-    except REDIS_UNAVAILABLE as exc:
+    except RedisUnavailableError as exc:
         log.warning("fleet events: could not acknowledge unreadable entries yet (%s)", exc)
 
 
-def _events(entries: list[Entry]) -> tuple[list[FleetEvent], list[str]]:
+def _events(entries: list[Entry], observer: Observer) -> tuple[list[FleetEvent], list[str]]:
     """Stream entries as events, and the ids of those that cannot be: trimmed ones (no
-    fields left) and malformed ones (logged). One bad entry spoils only itself."""
+    fields left) and malformed ones (logged, counted). One bad entry spoils only itself."""
     events: list[FleetEvent] = []
     unusable: list[str] = []
     for entry in entries:
@@ -98,6 +97,7 @@ def _events(entries: list[Entry]) -> tuple[list[FleetEvent], list[str]]:
             events.append(_event(entry))
         except ResponseValidationError as exc:
             log.warning("fleet events: skipping (and acknowledging) %s", exc)
+            observer.fleet_dropped("stream")
             unusable.append(entry.id)
     return events, unusable
 

@@ -53,6 +53,10 @@ class RedisFleet:
     Raises:
         ValueError: a URL that is not a Redis URL, a bad name or a bad number.
         TypeError: ``metrics`` that is not a ``PrometheusMetrics``.
+
+    Each call raises ``RedisUnavailableError`` while Redis is away (``work()`` and
+    ``events()`` wait that out) and ``FleetRedisError`` for what no retry can fix, never
+    a redis-py exception.
     """
 
     def __init__(
@@ -161,6 +165,8 @@ class RedisFleet:
         Raises:
             AuthenticationError: no poll can succeed without a new token. Redis going
                 away is waited out; other poll errors are logged and retried later.
+            FleetRedisError: Redis refused the fleet's work in a way no retry can fix (a
+                refused password, an ACL denial, a fleet key of the wrong type).
         """
         if not isinstance(client, ACPClient):
             raise TypeError("client must be an ACPClient")
@@ -204,7 +210,9 @@ class RedisFleet:
         wait = min(_validate.positive_seconds("block", block), self._socket_timeout() - 5)
         wait_ms = int(wait * 1000)
         idle_ms = int(_validate.positive_seconds("claim_idle", claim_idle) * 1000)
-        return consume(self._opened, group, consumer, max(1, wait_ms), max(1, idle_ms))
+        return consume(
+            self._opened, group, consumer, max(1, wait_ms), max(1, idle_ms), self._observer
+        )
 
     async def ack(self, group: str, event: FleetEvent) -> int:
         """Acknowledge ``event`` (as ``events()`` yielded it) for ``group``; returns how many

@@ -23,34 +23,43 @@ so a script is loaded once per Redis server. No script goes through a pipeline
 (redis-py's pipeline sends ``SCRIPT EXISTS`` before each one).
 
 The store takes a ready client (``RedisStore(client, name)``, borrowed: never closed)
-or makes its own (``RedisStore.connect``, closed by ``close()``).
+or makes its own (``RedisStore.connect``, closed by ``close()``; it gets no redis-py
+retries: the fleet's own backoff is the only one, so a refused password shows at once).
+
+What Redis's errors mean is decided here, once (``classify``): every call raises
+``FleetRedisError`` for what no retry can fix and ``RedisUnavailableError`` for the rest,
+never a redis-py exception. Entries that are not the fleet's (a due member that is not a
+valid server id, a state that cannot be read) are reported to the worker, not raised.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
 import attrs
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
-    BusyLoadingError,
-    ConnectionError,
-    ReadOnlyError,
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    DataError,
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
     ResponseError,
-    TimeoutError,
 )
 
-from .._log import log
-from .._retry import Backoff
+from .. import _validate
 from .._watch._state import ServerState, UnreadableState
+from ._errors import FleetRedisError, RedisUnavailableError
 from .models import FleetStatus
 
 __all__ = (
-    "REDIS_BACKOFF",
-    "REDIS_UNAVAILABLE",
     "SCRIPTS",
     "Claim",
     "Commit",
@@ -60,15 +69,9 @@ __all__ = (
     "RedisStore",
     "Reply",
     "Trip",
+    "classify",
     "stop_if_cancelled",
 )
-
-# What a worker or consumer waits out: Redis down, restarting (loading its AOF), or a
-# replica that was a primary before a failover.
-REDIS_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OSError)
-# Between tries while Redis is away: full jitter from 0.1 s, doubling, up to 5 s (the
-# exponent is capped, so an outage of any length never overflows a float).
-REDIS_BACKOFF = Backoff(first=0.1, cap=5.0)
 
 
 def stop_if_cancelled() -> None:
@@ -132,6 +135,7 @@ class Claim:
     state: ServerState
     expires: float  # when the lease ends, on this process's loop clock (a little early)
     arrived: float  # when the claim's reply came, on the same clock
+    unreadable: str = ""  # why its saved state cannot be read ("": it can); state is empty
 
 
 @attrs.frozen
@@ -161,6 +165,9 @@ class Reply(NamedTuple):
     now: float  # Redis's clock
     claimed: list[Claim]
     next_due: float | None  # when the next server is due, if none was due to claim
+    # Due members that are not valid server ids, claimed and then removed by this trip
+    # (another worker's removal of the same member is not among them).
+    dropped: Sequence[bytes] = ()
 
 
 class Entry(NamedTuple):
@@ -177,6 +184,7 @@ class RedisStore:
     def __init__(self, client: aioredis.Redis, name: str, *, owned: bool = False) -> None:
         self._redis = client
         self._owned = owned
+        self._address = _address(client)
         self.keys = Keys.of(name)
         self._commit_and_claim = client.register_script(SCRIPTS["commit_and_claim"])
         self._add = client.register_script(SCRIPTS["add"])
@@ -185,11 +193,32 @@ class RedisStore:
 
     @classmethod
     def connect(cls, url: str, name: str, *, socket_timeout: float) -> RedisStore:
-        """A store on a client of its own for ``url`` (a pool; connects on first use)."""
+        """A store on a client of its own for ``url`` (a pool; connects on first use).
+
+        The client retries nothing (redis-py 6 and later retry connect and AUTH three
+        times by default): a worker's own backoff is the only retry, so a refused
+        password is an error at once, not after redis-py's retries."""
         client = aioredis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=5.0
+            url, socket_timeout=socket_timeout, socket_connect_timeout=5.0, retry=NO_RETRY
         )
         return cls(client, name, owned=True)
+
+    @property
+    def address(self) -> str:
+        """Where Redis is, for people: ``host:port/db`` (a socket: its path and db), never
+        with credentials."""
+        return self._address
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Redis's errors in the block as the fleet's (``classify``); ours go through."""
+        try:
+            yield
+        except Exception as exc:
+            error = classify(exc, self._address, self.keys)
+            if error is None:
+                raise
+            raise error from exc
 
     async def close(self) -> None:
         """Close the client if the store made it; a borrowed one is left open."""
@@ -205,6 +234,11 @@ class RedisStore:
         Each commit is written only if its claim is still ours: ``ok``, ``done`` (written
         by an earlier try whose reply was lost) or ``fenced`` (the claim is gone). Then
         Redis's time, the claims, and (when none was due) when the next server is due.
+
+        Claimed due members that are not valid server ids are removed from the fleet,
+        each by one removal of its own, so across workers exactly one removal of a member
+        succeeds: those this call removed are ``dropped``. A claimed server whose saved
+        state cannot be read is claimed with an empty state and ``unreadable`` set.
         """
         # The leases begin on Redis after this moment: counted from here, they end early.
         expires = asyncio.get_running_loop().time() + lease
@@ -215,13 +249,18 @@ class RedisStore:
         now = float(reply[0])
         next_due = float(reply[1]) if reply[1] else None
         claims = []
+        invalid = []
         for i in range(3 + count, len(reply), 4):
             sid, token, due, saved = reply[i : i + 4]
-            server_id = sid.decode()
+            server_id = valid_server_id(sid)
+            if server_id is None:
+                invalid.append(sid)
+                continue
             late = max(0.0, now - float(due))
-            state = _saved_state(server_id, saved)
-            claims.append(Claim(server_id, token, late, state, expires, arrived))
-        return Reply(results, now, claims, next_due)
+            state, unreadable = _saved_state(saved)
+            claims.append(Claim(server_id, token, late, state, expires, arrived, unreadable))
+        dropped = [member for member in invalid if await self.remove([member]) == 1]
+        return Reply(results, now, claims, next_due, dropped)
 
     async def release(self, claims: Sequence[Claim]) -> int:
         """Hand claims back (due at once); how many were still ours."""
@@ -234,7 +273,8 @@ class RedisStore:
         k = self.keys
         keys = [k.due, k.claims, k.state, k.events, k.failing, k.workers, k.seq]
         args = _trip_args(worker, max_events, lease, trip)
-        reply: list[Any] = await self._commit_and_claim(keys=keys, args=args)
+        with self._errors():
+            reply: list[Any] = await self._commit_and_claim(keys=keys, args=args)
         return reply
 
     # -- the fleet's servers -----------------------------------------------------------
@@ -243,31 +283,36 @@ class RedisStore:
         """Add servers, due at once; how many were new."""
         if not server_ids:
             return 0
-        return int(await self._add(keys=[self.keys.due], args=list(server_ids)))
+        with self._errors():
+            return int(await self._add(keys=[self.keys.due], args=list(server_ids)))
 
-    async def remove(self, server_ids: Sequence[str]) -> int:
-        """Remove servers and what is kept about them; how many were in the fleet."""
+    async def remove(self, server_ids: Sequence[str | bytes]) -> int:
+        """Remove servers (or due members that are not valid ids, as bytes) and what is
+        kept about them; how many were in the fleet."""
         if not server_ids:
             return 0
         k = self.keys
         keys = [k.due, k.claims, k.state, k.failing]
-        return int(await self._remove(keys=keys, args=list(server_ids)))
+        with self._errors():
+            return int(await self._remove(keys=keys, args=list(server_ids)))
 
     async def server_ids(self) -> set[str]:
-        return {sid.decode() async for sid, _ in self._redis.zscan_iter(self.keys.due, count=1000)}
+        """The fleet's servers; due members that are not valid ids are left out (workers
+        drop them)."""
+        with self._errors():
+            members = [sid async for sid, _ in self._redis.zscan_iter(self.keys.due, count=1000)]
+        return {sid for sid in map(valid_server_id, members) if sid is not None}
 
     async def status(self, interval: float) -> FleetStatus:
         """How the fleet is doing (``overdue`` judged by ``interval``), with the pending
         events of every consumer group."""
         k = self.keys
         keys = [k.due, k.workers, k.failing, k.events]
-        reply = await self._status(keys=keys, args=[repr(interval)])
-        servers, workers, overdue, oldest, failing, length = reply
+        with self._errors():
+            reply = await self._status(keys=keys, args=[repr(interval)])
+            servers, workers, overdue, oldest, failing, length = reply
+            groups = await self._groups()
         pending: dict[str, int] = {}
-        try:
-            groups = await self._redis.xinfo_groups(k.events)
-        except ResponseError:
-            groups = []  # no stream yet
         for info in groups:
             group = info["name"]
             pending[group.decode() if isinstance(group, bytes) else str(group)] = int(
@@ -283,16 +328,27 @@ class RedisStore:
             pending,
         )
 
+    async def _groups(self) -> list[dict[str, Any]]:
+        """The stream's consumer groups (none while there is no stream)."""
+        try:
+            groups: list[dict[str, Any]] = await self._redis.xinfo_groups(self.keys.events)
+        except ResponseError as exc:
+            if "no such key" not in str(exc):
+                raise
+            return []
+        return groups
+
     # -- consumers -----------------------------------------------------------------------
 
     async def create_group(self, group: str) -> None:
         """Make consumer group ``group`` from the start of the stream (and the stream, if
         there is none yet); one that exists is left as it is."""
-        try:
-            await self._redis.xgroup_create(self.keys.events, group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        with self._errors():
+            try:
+                await self._redis.xgroup_create(self.keys.events, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     async def read(
         self, group: str, consumer: str, start: str, block_ms: int | None
@@ -301,28 +357,109 @@ class RedisStore:
         ``start`` (an entry id), or new ones (``start=">"``, waiting up to ``block_ms``).
 
         Raises ``GroupMissing`` when the group or the stream is gone."""
-        try:
-            reply: Any = await self._redis.xreadgroup(
-                group, consumer, {self.keys.events: start}, count=READ_COUNT, block=block_ms
-            )
-        except ResponseError as exc:
-            raise _group_missing(exc) from exc
+        with self._errors():
+            try:
+                reply: Any = await self._redis.xreadgroup(
+                    group, consumer, {self.keys.events: start}, count=READ_COUNT, block=block_ms
+                )
+            except ResponseError as exc:
+                raise _group_missing(exc) from exc
         return [_entry(raw) for _, entries in reply or () for raw in entries or ()]
 
     async def claim_idle(self, group: str, consumer: str, idle_ms: int) -> list[Entry]:
         """Entries of ``group`` another consumer has held for more than ``idle_ms``, now
         ``consumer``'s. Raises ``GroupMissing`` when the group or the stream is gone."""
-        try:
-            reply = await self._redis.xautoclaim(
-                self.keys.events, group, consumer, idle_ms, "0-0", count=READ_COUNT
-            )
-        except ResponseError as exc:
-            raise _group_missing(exc) from exc
+        with self._errors():
+            try:
+                reply = await self._redis.xautoclaim(
+                    self.keys.events, group, consumer, idle_ms, "0-0", count=READ_COUNT
+                )
+            except ResponseError as exc:
+                raise _group_missing(exc) from exc
         return [_entry(raw) for raw in reply[1]]
 
     async def ack(self, group: str, *entry_ids: str) -> int:
         """Acknowledge entries for ``group``; how many were pending."""
-        return int(await self._redis.xack(self.keys.events, group, *entry_ids))
+        with self._errors():
+            return int(await self._redis.xack(self.keys.events, group, *entry_ids))
+
+
+# Clients the fleet makes retry nothing themselves (see ``RedisStore.connect``).
+NO_RETRY = Retry(NoBackoff(), 0)
+# What Redis, or the way to it, raises: redis-py's errors, its cluster client's own
+# (not RedisErrors) and the socket's.
+_REDIS_SIDE = (RedisError, RedisClusterException, OSError)
+
+
+def classify(exc: Exception, address: str, keys: Keys) -> FleetRedisError | None:
+    """What an exception met while talking to Redis means for a fleet; None for one that
+    is not Redis's (a bug, ours or a dependency's: it goes on as it is).
+
+    ``FleetRedisError`` for what no retry can fix: a refused password (WRONGPASS,
+    NOAUTH), an ACL denial (NOPERM), a fleet key of the wrong type (WRONGTYPE), the fleet
+    counter not an integer. ``RedisUnavailableError`` for every other error from Redis or
+    from the way to it (refused, reset, DNS, timeouts, LOADING, READONLY, CLUSTERDOWN,
+    TRYAGAIN, MOVED storms, Sentinel's master not found, OOM, and any error Redis
+    answers that is not listed). A redis-py ``DataError`` is refused by the client before
+    anything is sent (an argument of ours): a bug, not Redis's. redis-py's cluster client
+    raises some errors (``RedisClusterException``: no node reachable, a slot not
+    covered) that are not ``RedisError``s; they are Redis's too.
+    """
+    if isinstance(exc, DataError) or not isinstance(exc, _REDIS_SIDE):
+        return None
+    text = f"{type(exc).__name__}: {exc}"
+    fatal = _fatal(exc, keys)
+    if fatal is not None:
+        return FleetRedisError(f"Redis at {address}: {fatal} ({text})", address=address)
+    return RedisUnavailableError(f"Redis at {address} is unavailable: {text}", address=address)
+
+
+def _fatal(exc: Exception, keys: Keys) -> str | None:
+    """What about ``exc`` no retry can fix, for people; None when a retry may. Replies
+    of a script carry the code inside their text (``WRONGTYPE ... script: ...``, or on
+    Redis 6 ``Error running script ...: WRONGTYPE ...``), so the text is read too."""
+    text = str(exc)
+    if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError) or any(
+        code in text for code in ("WRONGPASS", "NOAUTH")
+    ):
+        return "the credentials were refused; check the user and password in the Redis URL"
+    if isinstance(exc, NoPermissionError) or "NOPERM" in text:
+        return (
+            "the Redis user may not run a command the fleet needs; its ACL must allow the "
+            f"keys {keys.due.rpartition(':')[0]}:* and the fleet's commands"
+        )
+    if "WRONGTYPE" in text:
+        return (
+            "a fleet key holds a value of the wrong type (something else wrote to "
+            f"{keys.due.rpartition(':')[0]}:*); remove or rename that key"
+        )
+    if "not an integer" in text:
+        return f"the fleet's counter {keys.seq} is not an integer; delete that key"
+    return None
+
+
+def _address(client: Any) -> str:
+    """``host:port/db`` of a client's connections (a socket: ``path?db=N``), without
+    credentials; ``"redis"`` for a client that does not say."""
+    pool = getattr(client, "connection_pool", None)
+    options: dict[str, Any] = getattr(pool, "connection_kwargs", None) or {}
+    db = options.get("db", 0)
+    if options.get("path"):
+        return f"{options['path']}?db={db}"
+    if options.get("host"):
+        return f"{options['host']}:{options.get('port', 6379)}/{db}"
+    return "redis"
+
+
+def valid_server_id(member: bytes) -> str | None:
+    """A due-set member as a server id; None when it is not a valid one (not UTF-8, or
+    refused by the one definition, ``_validate.path_segment``)."""
+    try:
+        server_id = member.decode()
+        _validate.path_segment(server_id)
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+    return server_id
 
 
 def _group_missing(exc: ResponseError) -> Exception:
@@ -349,18 +486,18 @@ def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[A
     return args
 
 
-def _saved_state(server_id: str, saved: bytes) -> ServerState:
-    """A claimed server's state; one that cannot be read (written by something else, or
-    a newer format) starts afresh, logged, where failing would stop every worker that
-    claims it: its runs are reported again as "created", those never updated under the
-    keys they had (consumers dedupe on them)."""
-    blob = saved.partition(b":")[2] if saved else b""
-    if not blob:
-        return ServerState()
+def _saved_state(saved: bytes) -> tuple[ServerState, str]:
+    """A claimed server's state (``"<token>:<packed state>"``), and why it cannot be read
+    ("" when it can). One that cannot be read (written by something else, or a newer
+    format) is an empty state: the worker counts that claim a failing poll, and the
+    server starts afresh (its runs reported again as "created", those never updated
+    under the keys they had, on which consumers dedupe)."""
+    if not saved:
+        return ServerState(), ""
+    token, colon, blob = saved.partition(b":")
+    if not colon or not token.isdigit() or not blob:
+        return ServerState(), "not <token>:<packed state>"
     try:
-        return ServerState.unpack(blob)
+        return ServerState.unpack(blob), ""
     except UnreadableState as exc:
-        log.warning(
-            "fleet: the saved state of %s cannot be read (%s); starting afresh", server_id, exc
-        )
-        return ServerState()
+        return ServerState(), str(exc)

@@ -6,7 +6,12 @@ handed back and the next claim travel together in one round trip, in the backgro
 to ``MAX_TRIPS`` round trips are in flight while polls go on, so waiting for Redis never
 stalls polling. Redis going away is waited out with backoff; a trip is retried with the
 same tokens, so a commit whose reply was lost is recognised (``done``) and never
-appended twice.
+appended twice; an error no retry can fix (``FleetRedisError``) ends the worker.
+
+Entries in Redis that are not the fleet's never stop it: a claimed due member that is not
+a valid server id is removed (and logged by the worker whose removal succeeded, so once
+per fleet); a claimed server whose saved state cannot be read is not polled: the claim
+commits as a failing poll with an empty state, so the server starts afresh.
 
 One claim's life. Each stage is one collection of the ``Worker``; each arrow is one
 method, named beside it::
@@ -66,16 +71,9 @@ from .._retry import Context, Verdict, decide
 from .._watch._poll import Polled, poll
 from .._watch._settle import contained, settle
 from ..errors import ACPError, APITimeoutError
-from ._store import (
-    REDIS_BACKOFF,
-    REDIS_UNAVAILABLE,
-    Claim,
-    Commit,
-    RedisStore,
-    Reply,
-    Trip,
-    stop_if_cancelled,
-)
+from ._errors import FleetRedisError, RedisUnavailableError
+from ._outage import Outage
+from ._store import Claim, Commit, RedisStore, Reply, Trip, stop_if_cancelled
 
 if TYPE_CHECKING:
     from .._runs import PollSource
@@ -123,6 +121,15 @@ def _ends(outcome: Polled | ACPError) -> bool:
     return isinstance(outcome, ACPError) and decide(outcome, Context.FLEET) is Verdict.END
 
 
+def _shown(member: bytes) -> str:
+    """A due member as Python writes it: quoted, control characters escaped (bytes that
+    are not UTF-8 as ``b'...'``)."""
+    try:
+        return repr(member.decode())
+    except UnicodeDecodeError:
+        return repr(member)
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
@@ -159,7 +166,7 @@ class Worker:
         self._ahead = source.concurrency  # claimed ahead of the slots: see _loop
         self._observer = observer
         self._id = worker_id()
-        self._redis_failures = 0
+        self._outage = Outage("fleet", observer)
         # The stages (see the module's docstring).
         self._held: list[Claim] = []
         self._polling: dict[asyncio.Future[Any], _Polling] = {}  # each task gives a Commit
@@ -317,7 +324,7 @@ class Worker:
         try:
             async with asyncio.timeout(RELEASE_WAIT):
                 released = await self._store.release(claims)
-        except (*REDIS_UNAVAILABLE, TimeoutError) as exc:
+        except (FleetRedisError, TimeoutError) as exc:
             log.warning("fleet: could not release %d claims (%s); they expire", len(claims), exc)
         else:
             log.info("fleet: released %d claims", released)
@@ -343,6 +350,8 @@ class Worker:
         error ``LOOP_ENDING`` says ends the loop (a refused token) leaves, ending
         ``work()``. A 400/422 leaves the server failing: the fleet keeps it."""
         sid = claim.server_id
+        if claim.unreadable:
+            return self._unreadable(claim)
         try:
             outcome = await poll(self._fetch, sid, self._limit, claim.state)
             if not _ends(outcome):
@@ -351,6 +360,14 @@ class Worker:
             return self._commit(claim, contained(exc, sid, Context.FLEET), logged=True)
         assert isinstance(outcome, ACPError)
         raise outcome
+
+    def _unreadable(self, claim: Claim) -> Commit:
+        """A claim whose saved state cannot be read: a failing poll, not sent, whose
+        commit writes an empty state (the server starts afresh at its next poll)."""
+        why = f"its saved state in Redis cannot be read ({claim.unreadable}); it starts afresh"
+        log.warning("fleet: %s: %s", claim.server_id, why)
+        self._observer.fleet_dropped("state")
+        return self._commit(claim, ACPError(why), logged=True)
 
     def _commit(self, claim: Claim, outcome: Polled | ACPError, *, logged: bool = False) -> Commit:
         """A finished poll as a commit: ``settle``'s new state and next delay, and the
@@ -369,22 +386,26 @@ class Worker:
 
     async def _round_trip(self, trip: Trip) -> Reply:
         """The trip, retried until Redis answers (with the same tokens: a retried commit
-        is never appended twice)."""
+        is never appended twice); a ``FleetRedisError`` no retry fixes ends the worker.
+        Due members the trip removed are logged here, by the worker that removed them."""
         while True:
             try:
                 reply = await self._store.round_trip(
                     self._id, trip, lease=self._lease, max_events=self._max_events
                 )
-            except REDIS_UNAVAILABLE as exc:
+            except RedisUnavailableError as exc:
                 stop_if_cancelled()
-                self._redis_failures += 1
-                pause = REDIS_BACKOFF.delay(self._redis_failures)
-                log.warning("fleet: Redis unavailable (%s); retrying in %.2fs", exc, pause)
                 for _ in trip.commits:
                     self._observer.fleet_committed("error")
-                await asyncio.sleep(pause)
+                await self._outage.wait(exc)
                 continue
-            self._redis_failures = 0
+            self._outage.answered()
+            for member in reply.dropped:
+                log.warning(
+                    "fleet: dropped %s from the fleet's due set: not a valid server id",
+                    _shown(member),
+                )
+                self._observer.fleet_dropped("due")
             return reply
 
     def _report(self, commit: Commit, result: str) -> None:
