@@ -50,7 +50,7 @@ class Outage:
         if self._failures == 1:
             self._since = asyncio.get_running_loop().time()
             log.warning(
-                "%s (retrying until it answers, at most %gs apart)",
+                "%s: %s (retrying until it answers, at most %gs apart)",
                 self._who,
                 error,
                 REDIS_BACKOFF.cap,

@@ -419,10 +419,15 @@ def _fatal(exc: Exception, keys: Keys) -> str | None:
     of a script carry the code inside their text (``WRONGTYPE ... script: ...``, or on
     Redis 6 ``Error running script ...: WRONGTYPE ...``), so the text is read too."""
     text = str(exc)
+    # A client that has not authenticated and sends a long command (a worker's round
+    # trip) is cut off with "Protocol error: unauthenticated multibulk length", not NOAUTH.
     if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError) or any(
-        code in text for code in ("WRONGPASS", "NOAUTH")
+        code in text for code in ("WRONGPASS", "NOAUTH", "unauthenticated")
     ):
-        return "the credentials were refused; check the user and password in the Redis URL"
+        return (
+            "the credentials were refused (or none were given); check the user and "
+            "password in the Redis URL"
+        )
     if isinstance(exc, NoPermissionError) or "NOPERM" in text:
         return (
             "the Redis user may not run a command the fleet needs; its ACL must allow the "

@@ -1,0 +1,262 @@
+"""Redis refusing the fleet, or away, met by the CLI as users run it.
+
+What no retry can fix (a refused password, an ACL denial, a fleet key of the wrong type,
+a counter that is not an integer) ends every fleet command with exit 1 and the error as
+its last stderr line, no traceback, no password; Redis away at a worker's start is
+waited out, said once, and the worker goes on when Redis comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from acp_async.fleet import FleetRedisError, RedisFleet, RedisUnavailableError
+from acp_async.testing import FakeACPServer
+
+from .conftest import wait_until
+from .redis_server import RedisServer
+from .test_cli import Result, cli_env, run
+
+PASSWORD = "pw-Secret-7f3a9c"  # the right one: never printed
+WRONG = "wrong-Secret-91c2e4"  # a wrong one: never printed either
+COMMANDS = ("worker", "add", "remove", "status", "events")
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of its own that asks every client for PASSWORD (requirepass)."""
+    server = RedisServer(tmp_path_factory.mktemp("locked"))
+    server.start()
+    try:
+        with redis.Redis(port=server.port) as admin:
+            admin.config_set("requirepass", PASSWORD)
+        yield server
+    finally:
+        server.kill()
+
+
+def url(server: RedisServer, credentials: str = "") -> str:
+    at = f"{credentials}@" if credentials else ""
+    return f"redis://{at}127.0.0.1:{server.port}/0"
+
+
+async def fleet_command(command: str, redis_url: str, fleet: str, fake: FakeACPServer) -> Result:
+    """One ``acp-async fleet <command>`` run to its end (bounded), the URL in argv."""
+    extra = {"add": ["srv-1"], "remove": ["srv-1"], "worker": ["--interval", "0.05"]}
+    args = ["fleet", command, "--redis", redis_url, "--fleet", fleet, *extra.get(command, [])]
+    return await run(*args, env=cli_env(fake), timeout=20)
+
+
+def assert_one_line(result: Result, wanted: str, *secrets: str) -> None:
+    """Exit 1; the last stderr line is the error and says ``wanted``; no traceback; no
+    secret anywhere in the output."""
+    assert result.code == 1, result
+    assert "Traceback" not in result.err, result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("acp-async: Redis at 127.0.0.1:"), last
+    assert wanted in last, last
+    for secret in secrets:
+        assert secret not in result.out + result.err
+
+
+@pytest.mark.parametrize("credentials", [f":{WRONG}", "", f"nobody:{PASSWORD}"])
+async def test_a_refused_password_ends_every_fleet_command_in_one_line(
+    locked_redis: RedisServer, fleet_name: str, credentials: str
+) -> None:
+    """WRONGPASS (a wrong password, an unknown user) and NOAUTH (none given): exit 1 at
+    once (redis-py retries nothing), the error last, no password in the output."""
+    async with FakeACPServer(servers=1) as fake:
+        results = await asyncio.gather(
+            *(
+                fleet_command(command, url(locked_redis, credentials), fleet_name, fake)
+                for command in COMMANDS
+            )
+        )
+    for result in results:
+        assert_one_line(result, "the credentials were refused", PASSWORD, WRONG)
+
+
+@pytest.fixture
+def acl_user(redis_server: RedisServer) -> Iterator[tuple[redis.Redis, str]]:
+    """An admin connection and a user name of this test's own, deleted afterwards."""
+    name = f"user-{uuid.uuid4().hex[:8]}"
+    with redis.Redis(port=redis_server.port) as admin:
+        try:
+            yield admin, name
+        finally:
+            admin.acl_deluser(name)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [["~other:*", "+@all"], ["~*", "-@all", "+ping", "+client"]],
+    ids=["no-fleet-keys", "no-fleet-commands"],
+)
+async def test_an_acl_denial_ends_every_fleet_command_in_one_line(
+    redis_server: RedisServer, fleet_name: str, acl_user: tuple[redis.Redis, str], rules: list[str]
+) -> None:
+    """NOPERM (a user who may not touch the fleet's keys, or run its commands): exit 1,
+    the error last, saying what the ACL must allow; the user's password not shown."""
+    admin, name = acl_user
+    admin.execute_command("ACL", "SETUSER", name, "on", f">{PASSWORD}", *rules)
+    async with FakeACPServer(servers=1) as fake:
+        results = await asyncio.gather(
+            *(
+                fleet_command(command, url(redis_server, f"{name}:{PASSWORD}"), fleet_name, fake)
+                for command in COMMANDS
+            )
+        )
+    for result in results:
+        assert_one_line(result, "may not run a command the fleet needs", PASSWORD)
+
+
+# A key of the fleet, and a value of the wrong type for it (or, for `seq`, not an integer).
+WRONG_VALUES = {
+    "due": ("set", "a string"),
+    "claims": ("rpush", "a list"),
+    "state": ("sadd", "a set"),
+    "events": ("set", "a string"),
+    "seq": ("hset", "a hash"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(WRONG_VALUES))
+async def test_a_fleet_key_of_the_wrong_type_ends_a_worker_with_one_line(
+    redis_server: RedisServer, fleet_name: str, key: str
+) -> None:
+    """WRONGTYPE on any fleet key the worker touches: the worker exits 1 with the error
+    as its last stderr line (no traceback), naming the fleet's keys."""
+    async with (
+        FakeACPServer(servers=1, runs_per_server=1) as fake,
+        RedisFleet(redis_server.url, name=fleet_name) as fleet,
+    ):
+        if key != "due":
+            await fleet.add(fake.server_ids)
+        full = f"acp:{{{fleet_name}}}:{key}"
+        command, _ = WRONG_VALUES[key]
+        with redis.Redis(port=redis_server.port) as admin:
+            if command == "hset":
+                admin.hset(full, "field", "value")
+            else:
+                getattr(admin, command)(full, "x")
+        result = await fleet_command("worker", redis_server.url, fleet_name, fake)
+    keys = f"acp:{{{fleet_name}}}:*"
+    wanted = f"a fleet key holds a value of the wrong type (something else wrote to {keys})"
+    assert_one_line(result, wanted)
+    assert "WRONGTYPE" in result.err.strip().splitlines()[-1]
+
+
+async def test_one_shot_commands_on_a_wrong_typed_key_exit_1_in_one_line(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """`fleet add`, `remove` and `status` on a due set that is a string; `fleet events` on
+    a stream that is a string: exit 1, one line; the library raises FleetRedisError."""
+    with redis.Redis(port=redis_server.port) as admin:
+        admin.set(f"acp:{{{fleet_name}}}:due", "x")
+        admin.set(f"acp:{{{fleet_name}}}:events", "x")
+    async with FakeACPServer(servers=1) as fake:
+        results = await asyncio.gather(
+            *(fleet_command(c, redis_server.url, fleet_name, fake) for c in COMMANDS[1:])
+        )
+    for result in results:
+        assert_one_line(result, "WRONGTYPE")
+    async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
+        with pytest.raises(FleetRedisError) as raised:
+            await fleet.add(["srv-1"])
+    assert not isinstance(raised.value, RedisUnavailableError)
+    assert raised.value.address == f"127.0.0.1:{redis_server.port}/0"
+
+
+async def test_a_counter_that_is_not_an_integer_ends_a_worker_with_one_line(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """The fencing counter holding "12abc": no claim can be made, the worker exits 1 and
+    says which key to delete."""
+    async with (
+        FakeACPServer(servers=1) as fake,
+        RedisFleet(redis_server.url, name=fleet_name) as fleet,
+    ):
+        await fleet.add(fake.server_ids)
+        with redis.Redis(port=redis_server.port) as admin:
+            admin.set(f"acp:{{{fleet_name}}}:seq", "12abc")
+        result = await fleet_command("worker", redis_server.url, fleet_name, fake)
+    assert_one_line(result, f"the fleet's counter acp:{{{fleet_name}}}:seq is not an integer")
+
+
+class UserRedis(RedisServer):
+    """A redis-server whose user ``fleet`` has PASSWORD (set at start: a restart keeps it)."""
+
+    def _args(self) -> list[str]:
+        return [*super()._args(), "--user", "fleet", "on", f">{PASSWORD}", "~*", "&*", "+@all"]
+
+
+@contextlib.asynccontextmanager
+async def worker_process(
+    redis_url: str, fleet: str, fake: FakeACPServer, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``acp-async fleet worker -v``, stdout and stderr in ``log``; killed at the end."""
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "acp_async", "fleet", "worker",
+            "--redis", redis_url, "--fleet", fleet, "--interval", "0.05", "-v",
+            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=cli_env(fake),
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_redis_down_at_start_then_up_the_worker_goes_on(
+    tmp_path: Path, fleet_name: str
+) -> None:
+    """A worker started while Redis is down says so once (a WARNING naming host:port,
+    not the password), keeps trying, says when Redis answers, and polls without a
+    restart; SIGTERM then exits 0."""
+    server = UserRedis(tmp_path)
+    server.start()
+    server.stop()  # down; a restart keeps the port
+    redis_url = url(server, f"fleet:{PASSWORD}")
+    log = tmp_path / "worker.log"
+    try:
+        async with (
+            FakeACPServer(servers=2, runs_per_server=1) as fake,
+            worker_process(redis_url, fleet_name, fake, log) as proc,
+        ):
+            text = lambda: log.read_text(errors="replace")  # noqa: E731
+            await wait_until(lambda: "is unavailable" in text(), 20)
+            server.start()
+            async with RedisFleet(redis_url, name=fleet_name, interval=0.05) as fleet:
+                await fleet.add(fake.server_ids)
+                events = []
+                stream = fleet.events("g", "c", block=0.05)
+                async with contextlib.aclosing(stream), asyncio.timeout(30):
+                    async for event in stream:
+                        events.append(event)
+                        if len(events) == 2:
+                            break
+            assert proc.returncode is None
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        server.kill()
+    assert code == 0
+    assert {e.server_id for e in events} == set(fake.server_ids)
+    lines = log.read_text(errors="replace").splitlines()
+    unavailable = [line for line in lines if "is unavailable" in line]
+    assert len(unavailable) == 1, lines  # once, however many tries it took
+    assert f"Redis at 127.0.0.1:{server.port}/0 is unavailable" in unavailable[0]
+    back = [line for line in lines if "Redis answers again" in line]
+    assert len(back) == 1, lines
+    assert PASSWORD not in "\n".join(lines)
