@@ -16,6 +16,10 @@
         ├── RateLimitError              429 (.retry_after)
         └── InternalServerError         >= 500
 
+The fleet (``acp_async.fleet``, extra ``redis``) adds ``FleetRedisError`` (Redis refused
+the fleet's work for good) and its ``RedisUnavailableError`` (Redis away), both
+``ACPError``s.
+
 Every error raised for a request carries ``.url``, the URL that was asked for, set once
 by the send path; messages do not repeat it. Messages never contain the token: it is not
 part of any URL or body we quote.

@@ -439,7 +439,7 @@ def _fatal(exc: Exception, keys: Keys) -> str | None:
             f"{keys.due.rpartition(':')[0]}:*); remove or rename that key"
         )
     if "not an integer" in text:
-        return f"the fleet's counter {keys.seq} is not an integer; delete that key"
+        return f"the fleet's counter {keys.seq} is not an integer; set it above every claim token"
     return None
 
 
