@@ -260,3 +260,65 @@ async def test_redis_down_at_start_then_up_the_worker_goes_on(
     back = [line for line in lines if "Redis answers again" in line]
     assert len(back) == 1, lines
     assert PASSWORD not in "\n".join(lines)
+
+
+async def test_a_refused_password_is_sent_once(locked_redis: RedisServer, fleet_name: str) -> None:
+    """The client the fleet makes retries nothing itself: one AUTH, then the error (a
+    redis-py 7 client made with Redis(...) sends four, with up to 10 s between them)."""
+    with redis.Redis(port=locked_redis.port, password=PASSWORD) as admin:
+        admin.config_resetstat()
+        async with RedisFleet(url(locked_redis, f":{WRONG}"), name=fleet_name) as fleet:
+            with pytest.raises(FleetRedisError, match="credentials were refused") as raised:
+                await fleet.add(["srv-1"])
+        auth = admin.info("commandstats")["cmdstat_auth"]
+    assert not isinstance(raised.value, RedisUnavailableError)
+    assert auth["calls"] == 1
+    assert PASSWORD not in str(raised.value)
+    assert WRONG not in str(raised.value)
+
+
+async def test_redis_out_of_memory_is_waited_out(
+    tmp_path: Path, fleet_name: str, caplog: pytest.LogCaptureFixture, no_backoff: None
+) -> None:
+    """OOM (maxmemory reached) is not fatal: the worker warns once, naming Redis, and
+    commits once memory is there again; acp_fleet_redis_up follows."""
+    from prometheus_client import CollectorRegistry
+
+    from acp_async import ACPClient
+    from acp_async.metrics import PrometheusMetrics
+
+    server = RedisServer(tmp_path)
+    server.start()
+    registry = CollectorRegistry()
+    try:
+        async with (
+            FakeACPServer(servers=2, runs_per_server=1) as fake,
+            RedisFleet(
+                server.url, name=fleet_name, interval=0.05, metrics=PrometheusMetrics(registry)
+            ) as fleet,
+            ACPClient(fake.token, base_url=fake.base_url) as client,
+        ):
+            await fleet.add(fake.server_ids)
+            with redis.Redis(port=server.port) as admin:
+                admin.config_set("maxmemory", "1")
+                with caplog.at_level("INFO", logger="acp_async"):
+                    task = asyncio.create_task(fleet.work(client, concurrency=2))
+                    try:
+                        await wait_until(lambda: "OutOfMemoryError" in caplog.text, 10)
+                        assert registry.get_sample_value("acp_fleet_redis_up") == 0
+                        admin.config_set("maxmemory", "0")
+                        await wait_until(lambda: "Redis answers again" in caplog.text, 10)
+                        stream = fleet.events("g", "c", block=0.05)
+                        async with contextlib.aclosing(stream), asyncio.timeout(10):
+                            [first, second] = [await anext(stream) for _ in range(2)]
+                        assert not task.done()
+                        assert registry.get_sample_value("acp_fleet_redis_up") == 1
+                    finally:
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        server.kill()
+    assert {first.server_id, second.server_id} == set(fake.server_ids)
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "unavailable" in r.message]
+    assert len(warned) == 1
+    assert f"Redis at 127.0.0.1:{server.port}/0 is unavailable" in warned[0].message

@@ -101,3 +101,55 @@ def test_every_key_of_a_fleet_shares_its_hash_tag() -> None:
     names += [keys.failing, keys.workers, keys.events]
     assert all(name.startswith("acp:{billing}:") for name in names)
     assert len(set(names)) == 7
+
+
+def test_classify_sorts_redis_errors_as_the_contract_lists() -> None:
+    """Fatal: refused credentials, NOPERM, WRONGTYPE (also inside a script's error), a
+    counter that is not an integer. Waited out: every other error from Redis or the way
+    to it, redis-py's cluster exceptions that are not RedisErrors included. Not Redis's
+    (None): a DataError redis-py raises for an argument of ours, and any other bug."""
+    from redis import exceptions as e
+
+    from acp_async.fleet import FleetRedisError, RedisUnavailableError
+    from acp_async.fleet._store import Keys, classify
+
+    keys = Keys.of("f")
+    fatal = [
+        e.AuthenticationError("invalid username-password pair or user is disabled."),
+        e.AuthenticationError("Authentication required."),
+        e.ResponseError("Protocol error: unauthenticated multibulk length"),
+        e.NoPermissionError("this user has no permissions to run the 'zadd' command"),
+        e.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        e.ResponseError("Error running script (call to f_1): @user_script:9: WRONGTYPE ..."),
+        e.ResponseError("value is not an integer or out of range script: 6163, on @user_script:1."),
+    ]
+    waited = [
+        e.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+        e.ConnectionError("Error -2 connecting to nohost:6379. Name or service not known."),
+        e.TimeoutError("Timeout reading from socket"),
+        e.BusyLoadingError("Redis is loading the dataset in memory"),
+        e.ReadOnlyError("You can't write against a read only replica."),
+        e.ClusterDownError("The cluster is down"),
+        e.TryAgainError("Multiple keys request during rehashing of slot"),
+        e.MovedError("3999 127.0.0.1:6381"),
+        e.ClusterError("TTL exhausted."),
+        e.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        e.RedisClusterException("Redis Cluster cannot be connected."),
+        e.SlotNotCoveredError("Command # 1 (EVALSHA) slot 3 is not covered"),
+        e.InvalidResponse("Protocol Error: b'x'"),
+        ConnectionResetError(104, "Connection reset by peer"),
+    ]
+    from redis.asyncio.sentinel import MasterNotFoundError
+
+    waited.append(MasterNotFoundError("No master found for 'mymaster'"))
+    for exc in fatal:
+        error = classify(exc, "h:1/0", keys)
+        assert type(error) is FleetRedisError, exc
+        assert error.address == "h:1/0"
+        assert str(error).startswith("Redis at h:1/0: "), error
+    for exc in waited:
+        error = classify(exc, "h:1/0", keys)
+        assert type(error) is RedisUnavailableError, exc
+        assert str(error).startswith("Redis at h:1/0 is unavailable: "), error
+    for exc in (e.DataError("Invalid input of type: 'dict'"), KeyError("x"), ValueError("x")):
+        assert classify(exc, "h:1/0", keys) is None

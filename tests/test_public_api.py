@@ -57,3 +57,19 @@ def test_package_is_typed() -> None:
     from importlib.resources import files
 
     assert files("acp_async").joinpath("py.typed").is_file()
+
+
+def test_fleet_exports() -> None:
+    """The fleet's public names: the class, its two values and its two Redis errors, both
+    ``ACPError``s."""
+    import acp_async.fleet
+
+    assert acp_async.fleet.__all__ == (
+        "FleetEvent",
+        "FleetRedisError",
+        "FleetStatus",
+        "RedisFleet",
+        "RedisUnavailableError",
+    )
+    assert issubclass(acp_async.fleet.RedisUnavailableError, acp_async.fleet.FleetRedisError)
+    assert issubclass(acp_async.fleet.FleetRedisError, acp_async.ACPError)
