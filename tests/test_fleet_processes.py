@@ -170,7 +170,7 @@ async def churn(fake: FakeACPServer, rng: random.Random, steps: int) -> None:
 
 def met_the_outage(group: Workers, index: int) -> bool:
     """The worker's log says Redis was gone and it retries."""
-    return "Redis unavailable" in group.log(index).read_text(errors="replace")
+    return "is unavailable" in group.log(index).read_text(errors="replace")
 
 
 async def lease_over(fleet: RedisFleet, lease: float) -> None:
