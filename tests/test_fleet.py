@@ -412,11 +412,14 @@ async def test_a_hung_server_counts_as_failing_and_starves_no_other(
     assert hung not in answered  # its polls were cut, never answered
 
 
-async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> None:
+async def test_an_unreadable_saved_state_starts_afresh(
+    fleet: RedisFleet, caplog: pytest.LogCaptureFixture
+) -> None:
     """A server whose saved state cannot be read does not stop the worker: its runs are
     reported again as created, under the keys they had (never updated). Both ways: a
-    header of a newer format (read at the claim) and a bad run record behind a good
-    header (read when the page changes)."""
+    header of a newer format (read at the claim: that claim is a failing poll, logged
+    once, and the next poll starts afresh) and a bad run record behind a good header
+    (read when the page changes)."""
     from acp_async.fleet._store import RedisStore
 
     async with FakeACPServer(servers=1, runs_per_server=2) as fake:
@@ -433,6 +436,9 @@ async def test_an_unreadable_saved_state_starts_afresh(fleet: RedisFleet) -> Non
             fake.add_run(sid, status="completed")
             third = await collect(fleet, 3)
             assert not task.done()
+    unreadable = [m for m in caplog.messages if "its saved state in Redis cannot be read" in m]
+    assert len(unreadable) == 1
+    assert unreadable[0].startswith(f"fleet: {sid}: ")
     keys = sorted(e.key for e in first)
     assert sorted(e.key for e in again) == keys
     assert {e.kind for e in again} == {"created"}
