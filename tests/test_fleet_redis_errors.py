@@ -68,7 +68,9 @@ def assert_one_line(result: Result, wanted: str, *secrets: str) -> None:
         assert secret not in result.out + result.err
 
 
-@pytest.mark.parametrize("credentials", [f":{WRONG}", "", f"nobody:{PASSWORD}"])
+@pytest.mark.parametrize(
+    "credentials", [f":{WRONG}", "", f"nobody:{PASSWORD}"], ids=["wrong", "none", "unknown-user"]
+)
 async def test_a_refused_password_ends_every_fleet_command_in_one_line(
     locked_redis: RedisServer, fleet_name: str, credentials: str
 ) -> None:
