@@ -60,6 +60,7 @@ from ._errors import FleetRedisError, RedisUnavailableError
 from .models import FleetStatus
 
 __all__ = (
+    "NO_RETRY",
     "SCRIPTS",
     "Claim",
     "Commit",
@@ -71,6 +72,7 @@ __all__ = (
     "Trip",
     "classify",
     "stop_if_cancelled",
+    "valid_server_id",
 )
 
 
