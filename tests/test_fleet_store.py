@@ -153,3 +153,24 @@ def test_classify_sorts_redis_errors_as_the_contract_lists() -> None:
         assert str(error).startswith("Redis at h:1/0 is unavailable: "), error
     for exc in (e.DataError("Invalid input of type: 'dict'"), KeyError("x"), ValueError("x")):
         assert classify(exc, "h:1/0", keys) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("redis://user:pw-Secret@127.0.0.1:6380/3", "127.0.0.1:6380/3"),
+        ("rediss://:pw-Secret@redis.example:6390", "redis.example:6390/0"),
+        ("unix://:pw-Secret@/run/redis.sock?db=2", "/run/redis.sock?db=2"),
+    ],
+)
+async def test_the_address_names_redis_without_credentials(url: str, address: str) -> None:
+    """`RedisStore.address` (what every warning and error names) is host:port/db, or a
+    socket's path and db; never the user or password. The client retries nothing."""
+    store = RedisStore.connect(url, "f", socket_timeout=1.0)
+    try:
+        assert store.address == address
+        assert "Secret" not in store.address
+        connection = store._redis.connection_pool.make_connection()
+        assert connection.retry.get_retries() == 0
+    finally:
+        await store.close()
