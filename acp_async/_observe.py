@@ -49,5 +49,8 @@ class Observer:
         """A fleet entry in Redis that could not be read was dropped: a due member that is
         not a server id, a server's saved state, or a stream entry."""
 
+    def fleet_failing(self, servers: int) -> None:
+        """How many of the fleet's servers are failing, as a worker's last round trip saw."""
+
 
 NO_OBSERVER = Observer()

@@ -62,6 +62,7 @@ class _Families:
     commits: Counter
     redis_up: Gauge
     dropped: Counter
+    failing: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> _Families:
@@ -128,6 +129,11 @@ class _Families:
                 "Fleet entries in Redis that could not be read and were dropped, by kind "
                 "(due: not a server id; state: a saved state; stream: an event entry).",
                 ["kind"],
+                registry=registry,
+            ),
+            failing=Gauge(
+                "acp_fleet_failing_servers",
+                "Fleet servers whose last poll failed, as this worker last saw them.",
                 registry=registry,
             ),
         )
@@ -221,6 +227,10 @@ class PrometheusMetrics(Observer):
     def fleet_dropped(self, kind: Literal["due", "state", "stream"]) -> None:
         """Hook: an unreadable fleet entry of ``kind`` (due, state, stream) was dropped."""
         self._count(self._dropped, self._families.dropped, kind)
+
+    def fleet_failing(self, servers: int) -> None:
+        """Hook: the fleet has ``servers`` failing, as this worker's last round trip saw."""
+        self._families.failing.set(servers)
 
     @staticmethod
     def _count(children: dict[str, Counter], family: Counter, value: str) -> None:

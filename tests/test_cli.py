@@ -549,7 +549,8 @@ async def test_watch_table_lines_and_sigterm(fleet: FakeACPServer) -> None:
 
 
 async def test_watch_reports_transient_errors_and_keeps_going(fleet: FakeACPServer) -> None:
-    """A failed poll is a stderr line and a JSON error event; the watch goes on."""
+    """A failed poll is a JSON error event, and its server's first failure a WARNING line
+    on stderr; the watch goes on."""
     sid = fleet.server_ids[2]
     fleet.fail("status", status=404, server_id=sid)
     proc = await start("runs", "watch", sid, "--interval", "0.05", "--json", env=cli_env(fleet))
@@ -558,7 +559,7 @@ async def test_watch_reports_transient_errors_and_keeps_going(fleet: FakeACPServ
     first = json.loads(await read_line(proc.stdout))
     assert first["kind"] == "error"
     assert first["error"]["status"] == 404
-    assert (await read_line(proc.stderr)).startswith(f"acp-async: {sid}: HTTP 404")
+    assert f" WARNING watch: {sid} is failing: 404: " in await read_line(proc.stderr)
     later = json.loads(await read_line(proc.stdout))
     assert later["kind"] == "created"
     result = await interrupt(proc)

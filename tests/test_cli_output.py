@@ -178,8 +178,9 @@ def test_event_line_shows_the_status_change() -> None:
 
 
 def test_the_cli_uses_the_public_api() -> None:
-    """The CLI imports public names only; `_validate` alone, so its argument checks are the
-    SDK's own (no public name checks a lone value)."""
+    """The CLI imports public names only; `_validate` and `_log` alone, so its argument
+    checks are the SDK's own (no public name checks a lone value) and its log lines are
+    escaped as the fleet escapes the errors it keeps."""
     import ast
     from pathlib import Path
 
@@ -193,4 +194,4 @@ def test_the_cli_uses_the_public_api() -> None:
                 private |= {
                     f"{path.name}: {n}" for n in names if n.startswith("_") and n != "__version__"
                 }
-    assert {entry.split(": ")[1] for entry in private} == {"_validate"}, private
+    assert {entry.split(": ")[1] for entry in private} == {"_validate", "_log"}, private

@@ -74,7 +74,14 @@ def test_base_url_is_offered_only_where_it_does_something() -> None:
     """--base-url shows in the help of the commands that call the API, nowhere else;
     --json only where there is JSON to print."""
     api = {"runs list", "runs poll", "runs watch", "fleet worker"}
-    json_out = {"runs list", "runs poll", "runs watch", "fleet events", "fleet status"}
+    json_out = {
+        "runs list",
+        "runs poll",
+        "runs watch",
+        "fleet events",
+        "fleet status",
+        "fleet list",
+    }
     for name, parser in _leaves().items():
         shown = _shown_options(parser)
         assert ("--base-url" in shown) == (name in api), name

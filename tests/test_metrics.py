@@ -30,6 +30,7 @@ CONTRACT = {
     "acp_fleet_commits": ("counter", {"result"}),
     "acp_fleet_redis_up": ("gauge", set()),
     "acp_fleet_dropped_entries": ("counter", {"kind"}),
+    "acp_fleet_failing_servers": ("gauge", set()),
 }
 
 

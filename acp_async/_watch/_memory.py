@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from .. import _converter, _validate
+from .._log import watch_log
 from .._observe import NO_OBSERVER, Observer
 from .._retry import Context, Verdict, decide
 from ..errors import ResponseValidationError
@@ -26,6 +27,7 @@ from ._diff import Change, summary
 from ._poll import FetchPage, poll
 from ._settle import Settled, contained, settle
 from ._state import Seen, ServerState, fingerprint, id_digest
+from ._transitions import Transitions
 
 __all__ = ("WatchState", "Watcher")
 
@@ -139,6 +141,9 @@ class Watcher:
         self._observer = observer
         self._lateness: dict[asyncio.Future[Any], float] = {}
         self._answered = False  # a server has answered the watch's request: see LOOP_ENDING
+        # Servers whose last poll failed: the first failure and the recovery are logged.
+        self._failing: set[str] = set()
+        self._transitions = Transitions(watch_log, "watch", lambda: len(self._failing))
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
         loop = asyncio.get_running_loop()
@@ -204,6 +209,12 @@ class Watcher:
             raise error
         self._answered = self._answered or error is None
         self._observer.watch_polled(ok=error is None, late=late)
+        if error is not None and sid not in self._failing:
+            self._failing.add(sid)
+            self._transitions.failing(sid, str(error) or type(error).__name__)
+        elif error is None and sid in self._failing:
+            self._failing.discard(sid)
+            self._transitions.recovered(sid)
         if error is not None:
             self._save(sid, settled.state.pack())
             self._observer.watch_event("error")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -21,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, ACPError, InsecureTransportWarning, MissingCredentialsError, __version__
-from . import _demo, _fake, _metrics, _redis_fleet, _runs
+from . import _demo, _fake, _logs, _metrics, _redis_fleet, _runs
 from ._parser import (
     ENVIRONMENT,
     EXIT_CODES,
@@ -55,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command: Command = args.command
         if command.check is not None:
             command.check(args)
-        _configure_logging(args.verbose)
+        if args.verbose and args.quiet:
+            raise UsageError("give -v or -q, not both")
+        _logs.configure(args.verbose, args.quiet)
         client = _client(args) if command.client else None
         return run(command, args, client)
     except UsageError as exc:
@@ -94,29 +95,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     command: Command = args.command
     fill_global_defaults(args, command.options)
     return args
-
-
-def _configure_logging(verbose: int) -> None:
-    """``-v`` shows the client's retries on stderr, ``-vv`` every request; once, at start-up."""
-    if not verbose:
-        return
-    handler = _StderrNow()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log = logging.getLogger("acp_async")  # ours only: asyncio's debug chatter stays out
-    log.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
-    log.addHandler(handler)
-
-
-class _StderrNow(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to ``sys.stderr`` as it is at each record, not as it was at start-up.
-
-    While the progress bar is drawn, rich swaps ``sys.stderr`` for a proxy that prints
-    above the bar; a handler holding the original stream would scribble over it.
-    """
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
 
 
 # A shell user's advice (the library's own message speaks Python).

@@ -57,8 +57,9 @@ class UsageError(Exception):
 
 # The options any command may take before or after its name (`acp-async --json runs list`),
 # and their defaults; a command names the ones it takes in `Command.options`.
-GLOBAL_DEFAULTS: dict[str, Any] = {"base_url": None, "json": False, "verbose": 0}
+GLOBAL_DEFAULTS: dict[str, Any] = {"base_url": None, "json": False, "verbose": 0, "quiet": False}
 CLIENT_OPTIONS = frozenset(GLOBAL_DEFAULTS)  # a command that talks to the API takes them all
+LOG_OPTIONS = frozenset({"verbose", "quiet"})  # every command takes these
 
 
 @attrs.frozen
@@ -70,7 +71,8 @@ class Command:
     client)`` when ``client`` is true: the client is made from the environment and the
     global options, and closed after ``run``. A signal (Ctrl-C, SIGTERM) cancels ``run``
     and the process exits ``on_signal``. ``options`` are the global options it takes
-    (``base_url``, ``json``, ``verbose``): any other one given is a usage error naming it.
+    (``base_url``, ``json``; ``-v`` and ``-q`` every command takes): any other one given is
+    a usage error naming it.
     """
 
     run: Callable[..., Awaitable[int]]
@@ -137,14 +139,15 @@ class _RefuseApiKey(argparse.Action):
 def add_global_options(
     parser: argparse.ArgumentParser, shown: frozenset[str] = CLIENT_OPTIONS
 ) -> None:
-    """``--base-url``, ``--json`` and ``-v``; help only for those in ``shown``.
+    """``--base-url``, ``--json``, ``-v`` and ``-q``; help only for those in ``shown`` (``-v``
+    and ``-q``, which every command takes, always).
 
     Each copy defaults to SUPPRESS, so one given after the subcommand does not overwrite
     the same option given before it; ``fill_global_defaults`` fills in what neither gave.
     """
 
     def helped(name: str, text: str) -> str:
-        return text if name in shown else argparse.SUPPRESS
+        return text if name in shown | LOG_OPTIONS else argparse.SUPPRESS
 
     parser.add_argument(
         "--base-url",
@@ -167,13 +170,23 @@ def add_global_options(
         "--verbose",
         action="count",
         default=argparse.SUPPRESS,
-        help=helped("verbose", "log retries on stderr (-v), and every request (-vv)"),
+        help=helped(
+            "verbose", "log more on stderr: retries and tracebacks (-v), every request (-vv)"
+        ),
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=helped("quiet", "log only warnings and errors on stderr"),
     )
     parser.add_argument("--api-key", nargs="?", action=_RefuseApiKey, help=argparse.SUPPRESS)
 
 
 def fill_global_defaults(args: argparse.Namespace, takes: frozenset[str]) -> None:
     """Defaults for the global options; refuse one a command has no use for."""
+    takes = takes | LOG_OPTIONS
     given = [name for name in GLOBAL_DEFAULTS if hasattr(args, name) and name not in takes]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)

@@ -1,11 +1,12 @@
-"""``acp-async fleet add|remove|worker|events|status``: a fleet watched through Redis.
+"""``acp-async fleet add|remove|worker|events|status|list``: a fleet watched through Redis.
 
-Needs the ``redis`` extra. ``--redis`` falls back to ``ACP_REDIS_URL``, ``--fleet`` to
-``default``. ``worker`` and ``events`` run until SIGTERM or Ctrl-C and then exit 0 (the
-worker hands its claims back first); a refused API token ends the worker with exit 1, and
-so does a Redis error no retry can fix (``FleetRedisError``: a refused password, an ACL
-denial, a fleet key of the wrong type), as its last stderr line. Redis away is waited out
-by ``worker`` and ``events``; the one-shot commands exit 1 with one line.
+Needs the ``redis`` extra. ``--redis`` falls back to ``ACP_REDIS_URL`` (which keeps a
+password out of the process list), ``--fleet`` to ``default``. ``worker`` and ``events``
+run until SIGTERM or Ctrl-C and then exit 0 (the worker hands its claims back first); a
+refused API token ends the worker with exit 1, and so does a Redis error no retry can fix
+(``FleetRedisError``: a refused password, an ACL denial, a fleet key of the wrong type),
+as its last stderr line. Redis away is waited out by ``worker`` and ``events``; the
+one-shot commands exit 1 with one line.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ REDIS_URL_ENV = "ACP_REDIS_URL"
 
 
 def register(commands: Subcommands) -> None:
-    """``fleet add|remove|worker|events|status``."""
+    """``fleet add|remove|worker|events|status|list``."""
     sub = add_group(
         commands,
         "fleet",
@@ -92,7 +93,12 @@ def register(commands: Subcommands) -> None:
         help="poll the fleet's due servers until stopped",
         description="Claim the fleet's due servers, poll them and append their changes to "
         "the fleet's stream, until Ctrl-C or SIGTERM (then it hands its claims back and "
-        "exits 0). Run as many as you like, on any hosts. A refused API token exits 1.",
+        "exits 0). Run as many as you like, on any hosts. A refused API token exits 1. "
+        "It logs to stderr (time, level, message): a start line, servers that start "
+        "failing (WARNING) or recover (INFO), warnings about Redis and a stop line with its "
+        "counts; -q shows only warnings, -v adds retries and tracebacks. docs/operations.md "
+        "says what each line means. Give the Redis URL in $ACP_REDIS_URL rather than "
+        "--redis when it holds a password: argv is visible to every user of the host.",
     )
     _common(worker)
     worker.add_argument(
@@ -165,13 +171,28 @@ def register(commands: Subcommands) -> None:
         help="the workers' --interval in seconds, to judge what is overdue (default: 30)",
     )
 
+    listing = add_command(
+        sub,
+        "list",
+        Command(_list, check=_check_redis, options=frozenset({"json"})),
+        help="the fleet's servers (--failing: the failing ones and why)",
+        description="Print the fleet's server ids, one a line. --failing: only the failing "
+        "servers (whose last poll failed), each with a tab and its last error (empty where "
+        "not known: failing since before an upgrade). --json: one object a line, "
+        '{"serverId": ..., "error": ...}, the error null for a healthy server.',
+    )
+    _common(listing)
+    listing.add_argument(
+        "--failing", action="store_true", help="only the failing servers, with their last error"
+    )
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
         metavar="URL",
-        help=f"the Redis URL, redis://, rediss:// or unix:// (default: ${REDIS_URL_ENV}, "
-        "which keeps a password out of the process list)",
+        help=f"the Redis URL, redis://, rediss:// or unix:// (default: ${REDIS_URL_ENV}; put "
+        "a URL with a password there, not here: argv shows in the process list)",
     )
     parser.add_argument(
         "--fleet", default="default", metavar="NAME", help="the fleet's name (default: default)"
@@ -232,8 +253,41 @@ async def _status(args: argparse.Namespace) -> int:
             emit(status_json(now))
         else:
             print(status_table(now))
+        if now.servers == 0:
+            warn(empty_fleet(fleet.name))
 
     return await _one_shot(fleet, status)
+
+
+def empty_fleet(name: str) -> str:
+    """What ``fleet status`` says of a fleet without servers (empty, or a wrong name)."""
+    option = "" if name == "default" else f" --fleet {clean(name)}"
+    return (
+        f"the fleet {clean(name)!r} has no servers (is the name or the Redis URL wrong?); "
+        f"add servers with: acp-async fleet add SERVER_ID...{option}"
+    )
+
+
+async def _list(args: argparse.Namespace) -> int:
+    fleet = _open(args)
+
+    async def listing() -> None:
+        failing = await fleet.failing()
+        rows: list[tuple[str, str | None]]
+        if args.failing:
+            rows = sorted(failing.items())
+        else:
+            ids = await fleet.server_ids()
+            rows = [(sid, failing.get(sid)) for sid in sorted(ids)]
+        for sid, error in rows:
+            if args.json:
+                emit({"serverId": sid, "error": error})
+            elif args.failing:
+                print(f"{clean(sid)}\t{clean(error)}")
+            else:
+                print(clean(sid))
+
+    return await _one_shot(fleet, listing)
 
 
 async def _one_shot(fleet: RedisFleet, job: Callable[[], Awaitable[None]]) -> int:

@@ -305,8 +305,8 @@ async def _watch(args: argparse.Namespace, client: ACPClient, ids: list[str]) ->
     try:
         async with contextlib.aclosing(stream):
             async for event in stream:
-                if event.error is not None:
-                    error_line(event.server_id, event.error, "; still watching")
+                # A failing server is logged by the watch when it starts failing and when
+                # it recovers (acp_async.watch, on stderr), not at each failed poll.
                 if show is None:
                     emit(event_json(event))
                 elif event.run is not None:

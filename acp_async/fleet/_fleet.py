@@ -152,6 +152,12 @@ class RedisFleet:
         """The ids of the fleet's servers."""
         return await self._opened().server_ids()
 
+    async def failing(self) -> dict[str, str]:
+        """The failing servers (those whose last poll failed), each with its last error:
+        one escaped line of at most 200 characters, or "" where it is not known (a server
+        failing since before the release that began keeping errors)."""
+        return await self._opened().failing()
+
     async def work(self, client: ACPClient, *, concurrency: int = 16) -> None:
         """Be one worker of the fleet until cancelled (then its claims are handed back).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .._log import log
+from .._log import fleet_log as log
 from .._observe import Observer
 from .._retry import Backoff
 from ._errors import RedisUnavailableError

@@ -12,6 +12,9 @@ Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never ma
     acp:{name}:seq      string      the fencing counter
     acp:{name}:state    hash        server id -> "<token of its last commit>:<packed state>"
     acp:{name}:failing  set         servers whose last poll failed
+    acp:{name}:errors   hash        server id -> its last error (one escaped line); a
+                                    failing server may have none (failing since before
+                                    the release that added this key)
     acp:{name}:workers  sorted set  worker id -> until when it counts as a worker (two of its
                                     leases after it last claimed or committed)
     acp:{name}:events   stream      key, kind, server, run (JSON), previous (status)
@@ -55,6 +58,7 @@ from redis.exceptions import (
 )
 
 from .. import _validate
+from .._log import one_line
 from .._watch._state import ServerState, UnreadableState
 from ._errors import FleetRedisError, RedisUnavailableError
 from .models import FleetStatus
@@ -90,6 +94,9 @@ def stop_if_cancelled() -> None:
 
 
 READ_COUNT = 100  # stream entries a consumer reads (or claims) at once
+SCAN_COUNT = 1000  # set members read (and their errors looked up) at once
+ERROR_LIMIT = 200  # characters of a failing server's last error that the fleet keeps
+_HEAD = 4  # a round trip's reply: now, next due, released, failing; then results, claims
 
 
 def _read_scripts() -> dict[str, str]:
@@ -118,6 +125,7 @@ class Keys:
     seq: str
     state: str
     failing: str
+    errors: str
     workers: str
     events: str
 
@@ -149,6 +157,7 @@ class Commit:
     delay: float
     failed: bool
     events: Sequence[tuple[str, str, bytes, str]]  # key, kind, run JSON, previous status
+    error: str = ""  # a failed poll's error, one escaped line (kept in the errors hash)
 
 
 @attrs.frozen
@@ -170,6 +179,7 @@ class Reply(NamedTuple):
     # Due members that are not valid server ids, claimed and then removed by this trip
     # (another worker's removal of the same member is not among them).
     dropped: Sequence[bytes] = ()
+    failing: int = 0  # servers failing in the fleet, after this trip's commits
 
 
 class Entry(NamedTuple):
@@ -187,6 +197,7 @@ class RedisStore:
         self._redis = client
         self._owned = owned
         self._address = _address(client)
+        self.name = name
         self.keys = Keys.of(name)
         self._commit_and_claim = client.register_script(SCRIPTS["commit_and_claim"])
         self._add = client.register_script(SCRIPTS["add"])
@@ -247,12 +258,12 @@ class RedisStore:
         reply = await self._script(worker, max_events, lease, trip)
         arrived = asyncio.get_running_loop().time()
         count = len(trip.commits)
-        results = [r.decode() for r in reply[3 : 3 + count]]
+        results = [r.decode() for r in reply[_HEAD : _HEAD + count]]
         now = float(reply[0])
         next_due = float(reply[1]) if reply[1] else None
         claims = []
         invalid = []
-        for i in range(3 + count, len(reply), 4):
+        for i in range(_HEAD + count, len(reply), 4):
             sid, token, due, saved = reply[i : i + 4]
             server_id = valid_server_id(sid)
             if server_id is None:
@@ -262,7 +273,7 @@ class RedisStore:
             state, unreadable = _saved_state(saved)
             claims.append(Claim(server_id, token, late, state, expires, arrived, unreadable))
         dropped = [member for member in invalid if await self.remove([member]) == 1]
-        return Reply(results, now, claims, next_due, dropped)
+        return Reply(results, now, claims, next_due, dropped, int(reply[3]))
 
     async def release(self, claims: Sequence[Claim]) -> int:
         """Hand claims back (due at once); how many were still ours."""
@@ -273,7 +284,7 @@ class RedisStore:
 
     async def _script(self, worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
         k = self.keys
-        keys = [k.due, k.claims, k.state, k.events, k.failing, k.workers, k.seq]
+        keys = [k.due, k.claims, k.state, k.events, k.failing, k.workers, k.seq, k.errors]
         args = _trip_args(worker, max_events, lease, trip)
         with self._errors():
             reply: list[Any] = await self._commit_and_claim(keys=keys, args=args)
@@ -294,7 +305,7 @@ class RedisStore:
         if not server_ids:
             return 0
         k = self.keys
-        keys = [k.due, k.claims, k.state, k.failing]
+        keys = [k.due, k.claims, k.state, k.failing, k.errors]
         with self._errors():
             return int(await self._remove(keys=keys, args=list(server_ids)))
 
@@ -304,6 +315,48 @@ class RedisStore:
         with self._errors():
             members = [sid async for sid, _ in self._redis.zscan_iter(self.keys.due, count=1000)]
         return {sid for sid in map(valid_server_id, members) if sid is not None}
+
+    async def failing(self) -> dict[str, str]:
+        """Each failing server's last error ("" where none was kept), read in batches (a
+        fleet in an outage may have a million). Text written by anything else is escaped
+        and cut here too."""
+        found: dict[str, str] = {}
+        batch: list[bytes] = []
+        with self._errors():
+            async for sid in self._redis.sscan_iter(self.keys.failing, count=SCAN_COUNT):
+                batch.append(sid)
+                if len(batch) >= SCAN_COUNT:
+                    found.update(await self._errors_of(batch))
+                    batch = []
+            found.update(await self._errors_of(batch))
+        return found
+
+    async def _errors_of(self, server_ids: list[bytes]) -> dict[str, str]:
+        if not server_ids:
+            return {}
+        errors: list[bytes | None] = await self._redis.hmget(  # type: ignore[misc]
+            self.keys.errors, server_ids
+        )
+        return {
+            sid.decode(errors="backslashreplace"): ""
+            if error is None
+            else one_line(error.decode(errors="replace"), ERROR_LIMIT)
+            for sid, error in zip(server_ids, errors, strict=True)
+        }
+
+    async def persists(self) -> bool | None:
+        """Whether the Redis server writes anything to disk (AOF, or RDB ``save`` points);
+        None when it cannot tell (``CONFIG`` denied, renamed or not answered)."""
+        try:
+            with self._errors():
+                aof = await self._redis.config_get("appendonly")
+                rdb = await self._redis.config_get("save")
+        except FleetRedisError:  # NOPERM, an unknown command, Redis away: cannot tell
+            return None
+        appendonly, save = _text(aof.get("appendonly")), _text(rdb.get("save"))
+        if appendonly is None or save is None:
+            return None
+        return appendonly.lower() == "yes" or bool(save.strip())
 
     async def status(self, interval: float) -> FleetStatus:
         """How the fleet is doing (``overdue`` judged by ``interval``), with the pending
@@ -479,6 +532,12 @@ def _entry(raw: Any) -> Entry:
     return Entry(entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id), fields or {})
 
 
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else None
+
+
 def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
     commits, releases = trip.commits, trip.releases
     args: list[Any] = [worker, max_events, repr(lease), trip.claim, len(commits), len(releases)]
@@ -487,7 +546,7 @@ def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[A
     for commit in commits:
         claim = commit.claim
         head = b"%s %r %d %d " % (claim.token, commit.delay, commit.failed, len(commit.events))
-        args += [claim.server_id, head + commit.state]
+        args += [claim.server_id, head + commit.state, commit.error]
         for event in commit.events:
             args.extend(event)
     return args

@@ -53,6 +53,11 @@ server could land before the retried one, which would then find another token on
 state and count as fenced, its events uncounted, though it had landed.
 On stop (cancelled, SIGTERM), every claim in every stage is handed back in one last round
 trip, after the trips in flight had ``STOP_WAIT`` seconds to land.
+
+What it logs (``acp_async.fleet``): a start and a stop line (with its counts); a server
+that starts failing or recovers, once a streak (``Transitions``: the state a server was
+claimed with says how its last poll went, whichever worker made it); once, a Redis that
+persists nothing and a fleet without servers. Each failed poll only at DEBUG.
 """
 
 from __future__ import annotations
@@ -65,15 +70,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from .. import _converter, _json
-from .._log import log
+from .._log import fleet_log as log
+from .._log import one_line
 from .._observe import Observer
 from .._retry import Context, Verdict, decide
 from .._watch._poll import Polled, poll
 from .._watch._settle import contained, settle
+from .._watch._transitions import Transitions
 from ..errors import ACPError, APITimeoutError
 from ._errors import FleetRedisError, RedisUnavailableError
 from ._outage import Outage
-from ._store import Claim, Commit, RedisStore, Reply, Trip, stop_if_cancelled
+from ._store import ERROR_LIMIT, Claim, Commit, RedisStore, Reply, Trip, stop_if_cancelled
 
 if TYPE_CHECKING:
     from .._runs import PollSource
@@ -84,6 +91,7 @@ __all__ = (
     "LEASE_MARGIN",
     "MAX_MARGIN",
     "MAX_TRIPS",
+    "PERSISTENCE_WAIT",
     "RELEASE_WAIT",
     "STOP_WAIT",
     "Worker",
@@ -105,6 +113,7 @@ MAX_MARGIN = 5.0
 MAX_TRIPS = 2
 STOP_WAIT = 2.0  # on stop, how long the trips in flight may take before they are dropped
 RELEASE_WAIT = 2.0  # on stop, how long the last release may take (then claims expire)
+PERSISTENCE_WAIT = 5.0  # how long the one-time check of Redis's persistence may take
 
 
 def event_key(server_id: str, run_id: str, number: int, fingerprint: bytes) -> str:
@@ -139,6 +148,13 @@ class _Polling(NamedTuple):
 
     claim: Claim
     started: float
+
+
+class _Counts:
+    """What the stop line reports."""
+
+    def __init__(self) -> None:
+        self.polls = self.failed = self.commits = self.fenced = self.events = 0
 
 
 class Worker:
@@ -178,17 +194,52 @@ class Worker:
         # late or not, they fail (a hung server behind slow ones still backs off).
         self._cut_late: set[str] = set()
         self._claim_at = 0.0  # loop time when claiming is worth a round trip of its own
+        # What the worker reports: its counts, the fleet's failing servers as the last
+        # round trip saw them, and the servers that start failing or recover.
+        self._counts = _Counts()
+        self._failing = 0
+        self._transitions = Transitions(log, "fleet", lambda: self._failing)
+        self._answered = False  # Redis answered a round trip
+        self._check_persistence = True  # once, after Redis first answered
+        self._check_empty = True  # once, on the first claiming round trip's reply
 
     async def run(self) -> None:
+        log.info(
+            "fleet: worker %s started: fleet %s on Redis %s, concurrency %d, interval %gs, "
+            "lease %gs",
+            self._id,
+            self._store.name,
+            self._store.address,
+            self._slots,
+            self._interval,
+            self._lease,
+        )
+        started = asyncio.get_running_loop().time()
         try:
             await self._loop()
         finally:
             await self._stop()
+            counts = self._counts
+            log.info(
+                "fleet: worker %s stopped after %.0fs: %d polls (%d failed), %d commits "
+                "(%d fenced), %d events appended; %d servers failing in the fleet",
+                self._id,
+                asyncio.get_running_loop().time() - started,
+                counts.polls,
+                counts.failed,
+                counts.commits,
+                counts.fenced,
+                counts.events,
+                self._failing,
+            )
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             stop_if_cancelled()
+            if self._check_persistence and self._answered:
+                self._check_persistence = False
+                await self._warn_if_not_persisted()
             self._start_polls(loop.time())
             claiming = sum(trip.claim for trip in self._trips.values())
             # Claim up to a slot-full ahead, so a finished poll's slot is refilled at
@@ -224,12 +275,24 @@ class Worker:
     def _received(self, trip: Trip, reply: Reply) -> None:
         """COMMITTING and RELEASING end (each commit's result is reported); the trip's
         claims are HELD."""
+        self._answered = True
+        self._failing = reply.failing  # before the reports: a summary line gives it
+        self._observer.fleet_failing(reply.failing)
         for commit, result in zip(trip.commits, reply.results, strict=True):
             self._committing.discard(commit.claim.server_id)
             self._report(commit, result)
         self._held.extend(reply.claimed)
         if trip.claim <= 0:
             return
+        if self._check_empty:
+            self._check_empty = False
+            if not reply.claimed and reply.next_due is None:
+                log.warning(
+                    "fleet: the fleet %s has no servers: this worker idles until some are "
+                    "added (acp-async fleet add SERVER_ID... --fleet %s)",
+                    self._store.name,
+                    self._store.name,
+                )
         loop_now = asyncio.get_running_loop().time()
         if reply.claimed:
             self._claim_at = loop_now
@@ -245,7 +308,7 @@ class Worker:
         waiting = []
         for claim in self._held:
             if self._left(claim, now) < HAND_BACK_BELOW * self._left(claim, claim.arrived):
-                log.info("fleet: handing back %s: no slot freed in time", claim.server_id)
+                log.debug("fleet: handing back %s: no slot freed in time", claim.server_id)
                 self._handing_back.append(claim)  # due at once, for any worker
                 continue
             if claim.server_id in self._committing or len(self._polling) >= self._slots:
@@ -380,9 +443,15 @@ class Worker:
             run = _json.dumps(_converter.to_json(change.run))
             events.append((key, change.kind, run, previous))
         self._observer.watch_polled(ok=not settled.failed, late=claim.late)
-        if settled.error is not None and not logged:
-            log.warning("fleet: polling %s failed: %s", claim.server_id, settled.error)
-        return Commit(claim, settled.state.pack(), settled.delay, settled.failed, events)
+        self._counts.polls += 1
+        error = ""
+        if settled.error is not None:
+            self._counts.failed += 1
+            error = one_line(str(settled.error) or type(settled.error).__name__, ERROR_LIMIT)
+            if not logged:  # each failure; the first of a row is a WARNING once it lands
+                log.debug("fleet: polling %s failed: %s", claim.server_id, error)
+        state = settled.state.pack()
+        return Commit(claim, state, settled.delay, settled.failed, events, error)
 
     async def _round_trip(self, trip: Trip) -> Reply:
         """The trip, retried until Redis answers (with the same tokens: a retried commit
@@ -409,11 +478,38 @@ class Worker:
             return reply
 
     def _report(self, commit: Commit, result: str) -> None:
+        """A commit's result: counted, and logged when its server started failing or
+        recovered (the state it was claimed with says how its last poll went, whichever
+        worker made it; a state that could not be read was logged when claimed)."""
+        sid = commit.claim.server_id
         if result == "fenced":
-            log.info("fleet: the claim on %s was lost; its poll is dropped", commit.claim.server_id)
+            log.debug("fleet: the claim on %s was lost; its poll is dropped", sid)
+            self._counts.fenced += 1
             self._observer.fleet_committed("fenced")
             return
+        self._counts.commits += 1
         self._observer.fleet_committed("ok")
         if result == "ok":
+            self._counts.events += len(commit.events)
             for _, kind, _, _ in commit.events:
                 self._observer.watch_event(kind)  # type: ignore[arg-type]
+        was_failing = commit.claim.state.errors > 0
+        if commit.failed and not was_failing and not commit.claim.unreadable:
+            self._transitions.failing(sid, commit.error)
+        elif was_failing and not commit.failed:
+            self._transitions.recovered(sid)
+
+    async def _warn_if_not_persisted(self) -> None:
+        """WARNING once when the Redis server writes nothing to disk: a restart of it
+        loses the fleet. Skipped silently when it cannot tell (``CONFIG`` denied)."""
+        try:
+            async with asyncio.timeout(PERSISTENCE_WAIT):
+                persists = await self._store.persists()
+        except TimeoutError:
+            return
+        if persists is False:
+            log.warning(
+                "fleet: Redis %s persists nothing (no AOF, no RDB save points): a restart "
+                "of it loses the fleet; run it with appendonly yes (see docs/operations.md)",
+                self._store.address,
+            )

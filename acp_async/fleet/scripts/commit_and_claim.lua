@@ -1,14 +1,17 @@
 -- One round trip of a worker: hand claims back, commit finished polls, claim due servers.
 --
--- KEYS  due claims state events failing workers seq
+-- KEYS  due claims state events failing workers seq errors
 -- ARGV  worker maxlen lease claim-count commit-count release-count, then per release:
---       its server id and token; then per commit: its server id and
---       "<token> <delay> <failed 0|1> <event count> <packed state>", then per event:
---       key kind run previous. (Two arguments a commit, not six: redis-py encodes each
---       argument on its own.)
--- Returns {now, next due ('' unless nothing was due), how many were released, commit
--- results ('ok', 'done' or 'fenced') ..., claims ...}, a claim being four items:
--- server id, token, due time, saved state.
+--       its server id and token; then per commit: its server id,
+--       "<token> <delay> <failed 0|1> <event count> <packed state>" and its error ('' for
+--       a good poll), then per event: key kind run previous. (Three arguments a commit,
+--       not seven: redis-py encodes each argument on its own.)
+-- Returns {now, next due ('' unless nothing was due), how many were released, how many
+-- servers are failing, commit results ('ok', 'done' or 'fenced') ..., claims ...}, a
+-- claim being four items: server id, token, due time, saved state.
+--
+-- A failing server's last error is kept in the errors hash, beside the failing set, and
+-- dropped when it recovers (a fleet written before that hash existed has no entry).
 --
 -- A commit is written only while its claim is the worker's (the token) and its lease
 -- (the due time the claim set) has not ended, on Redis's clock: fenced otherwise. A
@@ -17,13 +20,13 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 
-local due, claims, state, events, failing, workers, seq = unpack(KEYS)
+local due, claims, state, events, failing, workers, seq, errors = unpack(KEYS)
 local lease = tonumber(ARGV[3])
 if tonumber(ARGV[4]) > 0 or tonumber(ARGV[5]) > 0 then  -- a worker at work, not stopping
   redis.call('ZADD', workers, now + 2 * lease, ARGV[1])
   redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 100 * lease)  -- long gone
 end
-local out = {string.format('%.6f', now), '', 0}
+local out = {string.format('%.6f', now), '', 0, 0}
 local i = 7
 for r = 1, tonumber(ARGV[6]) do  -- released: due at once, so any worker takes it now
   if redis.call('HGET', claims, ARGV[i]) == ARGV[i + 1] then
@@ -34,11 +37,11 @@ for r = 1, tonumber(ARGV[6]) do  -- released: due at once, so any worker takes i
   i = i + 2
 end
 for s = 1, tonumber(ARGV[5]) do
-  local sid, head = ARGV[i], ARGV[i + 1]
+  local sid, head, err = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local _, stop, token, delay, failed, count = string.find(head, '^(%d+) (%S+) ([01]) (%d+) ')
   local blob = string.sub(head, stop + 1)
   delay, count = tonumber(delay), tonumber(count)
-  i = i + 2
+  i = i + 3
   -- Still ours: the claim's token, and its lease (the due time it set) not over yet.
   local held = redis.call('HGET', claims, sid) == token
   if held then
@@ -56,8 +59,9 @@ for s = 1, tonumber(ARGV[5]) do
     redis.call('HDEL', claims, sid)
     if failed == '1' then
       redis.call('SADD', failing, sid)
-    else
-      redis.call('SREM', failing, sid)
+      redis.call('HSET', errors, sid, err)
+    elseif redis.call('SREM', failing, sid) == 1 then
+      redis.call('HDEL', errors, sid)
     end
     table.insert(out, 'ok')
   else
@@ -70,6 +74,7 @@ for s = 1, tonumber(ARGV[5]) do
     end
   end
 end
+out[4] = redis.call('SCARD', failing)
 local wanted = tonumber(ARGV[4])
 if wanted <= 0 then
   return out
