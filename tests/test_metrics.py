@@ -162,6 +162,16 @@ def test_fleet_redis_up_and_dropped_entries() -> None:
     assert value(registry, "acp_fleet_dropped_entries_total", kind="stream") == 1
 
 
+def test_fleet_failing_servers_is_the_last_count_seen() -> None:
+    """The gauge holds the fleet's failing servers as the worker's last round trip saw."""
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    assert value(registry, "acp_fleet_failing_servers") == 0
+    metrics.fleet_failing(7)
+    metrics.fleet_failing(3)
+    assert value(registry, "acp_fleet_failing_servers") == 3
+
+
 def test_instances_on_one_registry_count_into_the_same_series() -> None:
     """Two clients' metrics on one registry add up instead of failing to register."""
     registry = CollectorRegistry()

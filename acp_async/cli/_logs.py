@@ -60,11 +60,22 @@ class LineFormatter(logging.Formatter):
         line = f"{when} {record.levelname} {_log.escape(record.message)}"
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and self._tracebacks:
-            lines = "".join(traceback.format_exception(exc)).splitlines()
-            line = "\n".join([line, *(_log.escape(each) for each in lines)])
+            line = "\n".join([line, *_traceback_lines(exc)])
         elif exc is not None:
             line += _log.escape(f" ({type(exc).__name__}: {exc})")
         return redact(line)
+
+
+def _traceback_lines(exc: BaseException) -> list[str]:
+    """``exc``'s traceback as lines, each escaped: a frame's own lines stay lines, while an
+    exception's message (which may hold anything, "\\n" included) stays on one."""
+    lines = []
+    for chunk in traceback.TracebackException.from_exception(exc).format():
+        if chunk.startswith("  File "):
+            lines.extend(_log.escape(each) for each in chunk.splitlines())
+        elif chunk.strip():
+            lines.append(_log.escape(chunk.strip("\n")))
+    return lines
 
 
 class _StderrNow(logging.StreamHandler):  # type: ignore[type-arg]
