@@ -120,12 +120,15 @@ async def test_a_worker_logs_its_start_transitions_and_stop(
     failing = [line for line in lines if "is failing" in line]
     assert len(failing) == 1, err
     assert " WARNING fleet: srv-later is failing: 404: " in failing[0]
-    assert [line for line in lines if "recovered" in line][0].split()[2] == "INFO"
+    assert next(line for line in lines if "recovered" in line).split()[2] == "INFO"
     stop = lines[-1]
     assert " INFO fleet: worker " in stop
     counts = re.search(r"(\d+) polls \((\d+) failed\), (\d+) commits", stop)
     assert counts is not None, stop
-    assert int(counts[1]) >= 5 and int(counts[2]) >= 3 and int(counts[3]) >= 5
+    polled, failed, committed = (int(counts[i]) for i in (1, 2, 3))
+    assert polled >= 5
+    assert failed >= 3
+    assert committed >= 5
     assert "persists nothing" not in err
     assert "no servers" not in err
 
@@ -141,7 +144,8 @@ async def test_quiet_shows_warnings_only(
             await w.shows("srv-missing is failing")
             assert await w.stop() == 0
         err = w.err()
-    assert err.splitlines() and all(" WARNING " in line for line in err.splitlines()), err
+    assert err.splitlines(), err
+    assert all(" WARNING " in line for line in err.splitlines()), err
 
 
 async def test_a_redis_that_persists_nothing_and_an_empty_fleet_are_warned_once(

@@ -80,7 +80,8 @@ def test_the_cli_formatter_escapes_the_arguments_into_one_line() -> None:
     )
     assert "\n" not in line
     assert LINE.match(line)
-    assert line.endswith("WARNING fleet: srv\\n2026-01-01 00:00:00,000 INFO forged is failing: x\\x1b")
+    forged = "srv\\n2026-01-01 00:00:00,000 INFO forged"
+    assert line.endswith(f"WARNING fleet: {forged} is failing: x\\x1b")
 
 
 def test_tracebacks_only_with_verbose() -> None:

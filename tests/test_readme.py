@@ -80,6 +80,10 @@ ELSEWHERE = {
     "status as processes against a real redis-server",
     "redis-server --port 6390": "tests/test_fleet.py runs docs/redis_cancel.py against "
     "a real redis-server",
+    "2026-05-04 09:14:03,120 INFO fleet: worker": "tests/test_fleet_operations.py runs "
+    "workers as processes and checks each of these lines (start, failing, recovered, stop)",
+    "appendonly yes": "tests/redis_server.py runs every test's redis-server with these "
+    "settings",
 }
 
 
