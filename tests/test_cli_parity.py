@@ -88,6 +88,20 @@ def test_base_url_is_offered_only_where_it_does_something() -> None:
         assert ("--json" in shown) == (name in json_out), name
 
 
+def test_every_command_takes_and_shows_verbose_and_quiet() -> None:
+    """-v and -q are every command's (logging is), shown in each one's --help."""
+    for name, parser in _leaves().items():
+        shown = _shown_options(parser)
+        assert "--verbose" in shown, name
+        assert "--quiet" in shown, name
+
+
+async def test_verbose_and_quiet_together_are_a_usage_error() -> None:
+    """-v asks for more and -q for less: one line, exit 2."""
+    result = await run("-q", "fleet", "add", "srv-1", "-v", env=cli_env())
+    assert "give -v or -q, not both" in assert_clean_error(result, 2)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

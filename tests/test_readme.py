@@ -82,8 +82,7 @@ ELSEWHERE = {
     "a real redis-server",
     "2026-05-04 09:14:03,120 INFO fleet: worker": "tests/test_fleet_operations.py runs "
     "workers as processes and checks each of these lines (start, failing, recovered, stop)",
-    "appendonly yes": "tests/redis_server.py runs every test's redis-server with these "
-    "settings",
+    "appendonly yes": "tests/redis_server.py runs every test's redis-server with these settings",
 }
 
 

@@ -52,10 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse(argv)
         command: Command = args.command
-        if command.check is not None:
-            command.check(args)
         if args.verbose and args.quiet:
             raise UsageError("give -v or -q, not both")
+        if command.check is not None:
+            command.check(args)
         _logs.configure(args.verbose, args.quiet)
         client = _client(args) if command.client else None
         return run(command, args, client)

@@ -28,6 +28,8 @@ def configure(verbose: int, quiet: bool) -> None:
     handler = _StderrNow()
     handler.setFormatter(LineFormatter(tracebacks=verbose >= 1))
     library = logging.getLogger("acp_async")  # ours only: asyncio's chatter stays out
+    for old in [h for h in library.handlers if isinstance(h, _StderrNow)]:
+        library.removeHandler(old)  # main() called again in one process: one handler
     library.addHandler(handler)
     if quiet:
         client, own = logging.WARNING, logging.WARNING
