@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -150,10 +151,12 @@ async def test_the_watch_logs_a_failing_server_once_and_its_recovery(
         async with ACPClient(fake.token, base_url=fake.base_url, max_retries=0) as client:
             caplog.set_level(logging.INFO, logger="acp_async.watch")
             errors = 0
-            async for event in client.runs.watch(["srv-a", "srv-b"], interval=0.01):
-                errors += event.kind == "error"
-                if errors == 3 and any("recovered" in r.getMessage() for r in caplog.records):
-                    break
+            async with asyncio.timeout(10):
+                async for event in client.runs.watch(["srv-a", "srv-b"], interval=0.01):
+                    errors += event.kind == "error"
+                    recovered = any("recovered" in r.getMessage() for r in caplog.records)
+                    if errors == 3 and recovered:
+                        break
     lines = [r for r in caplog.records if r.name == "acp_async.watch"]
     assert [(r.levelname, r.getMessage().split(":")[1].strip()) for r in lines] == [
         ("WARNING", "srv-b is failing"),
