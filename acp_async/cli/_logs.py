@@ -71,7 +71,7 @@ class LineFormatter(logging.Formatter):
 def _traceback_lines(exc: BaseException) -> list[str]:
     """``exc``'s traceback as lines, each escaped: a frame's own lines stay lines, while an
     exception's message (which may hold anything, "\\n" included) stays on one."""
-    lines = []
+    lines: list[str] = []
     for chunk in traceback.TracebackException.from_exception(exc).format():
         if chunk.startswith("  File "):
             lines.extend(_log.escape(each) for each in chunk.splitlines())
