@@ -133,6 +133,34 @@ async def test_a_worker_logs_its_start_transitions_and_stop(
     assert "no servers" not in err
 
 
+async def test_an_outage_is_20_lines_then_one_summary(
+    redis_server: RedisServer, fleet_name: str, tmp_path: Path
+) -> None:
+    """30 servers failing at once: 20 failing lines, then one summary with the number of
+    servers failing, and nothing more within the minute."""
+    ids = [f"srv-down-{i:02}" for i in range(30)]
+    async with FakeACPServer(servers=1) as fake:
+        async with RedisFleet(redis_server.url, name=fleet_name) as fleet:
+            await fleet.add(ids)
+            async with worker(redis_server.url, fleet_name, fake, tmp_path / "w.log") as w:
+                await w.shows("servers failing; more than 20 servers failed or recovered")
+                async with asyncio.timeout(20):
+                    while len(await fleet.failing()) < len(ids):
+                        await asyncio.sleep(0.01)
+                await wait_until(lambda: polls_of(fake, ids) >= 2 * len(ids), 20)
+                assert await w.stop() == 0
+        err = w.err()
+    assert sum(" is failing: 404: " in line for line in err.splitlines()) == 20, err
+    summaries = [line for line in err.splitlines() if "servers failing;" in line]
+    assert len(summaries) == 1, err
+    assert re.search(r" WARNING fleet: (2\d|30) servers failing;", summaries[0]), summaries
+
+
+def polls_of(fake: FakeACPServer, ids: list[str]) -> int:
+    wanted = set(ids)
+    return sum(request.server_id in wanted for request in fake.requests)
+
+
 async def test_quiet_shows_warnings_only(
     redis_server: RedisServer, fleet_name: str, tmp_path: Path
 ) -> None:
