@@ -221,7 +221,7 @@ async def test_no_persistence_warning_where_config_is_denied(
 
 async def _commit(store: RedisStore, error: str | None) -> None:
     """Claim the fleet's one server and commit a poll: failed with ``error``, or good."""
-    _, _, [claim], *_ = await store.round_trip("w", Trip(claim=1), lease=30.0, max_events=100)
+    [claim] = (await store.round_trip("w", Trip(claim=1), lease=30.0, max_events=100)).claimed
     failed = error is not None
     state = ServerState().rescheduled(quiet_polls=0, errors=int(failed)).pack()
     commit = Commit(claim, state, 0.0, failed, [], error or "")
