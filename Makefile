@@ -41,11 +41,14 @@ pytest-latest: $(LATEST)/.installed
 	$(LATEST_PY) -c 'import aiohttp; print("aiohttp", aiohttp.__version__)'
 	$(LATEST_PY) -m pytest $(XDIST) -m 'not aioresponses' -p no:cacheprovider
 
-# Debian packages the tests run, as command:package: redis-server (the fleet tests need a
-# real one), jq (the README's `runs poll --json | jq` example) and promtool (the README's
-# alert rules are checked with it). Installed here when missing and we are root, as on CI;
-# elsewhere a note says what is missing.
-SYSTEM_DEPS := redis-server:redis-server jq:jq promtool:prometheus
+# Debian packages the tests run, as command:package: redis-server and redis-cli (the fleet
+# tests need a real one, a Redis Cluster and a Sentinel), jq (the README's
+# `runs poll --json | jq` example), promtool (the alert rules in docs/ are checked with
+# it) and openssl (a private CA for the Redis TLS test); valkey-server 8 from backports
+# (.ci/install-valkey). Installed here when missing and we are root, as on CI; elsewhere a
+# note says what is missing.
+SYSTEM_DEPS := redis-server:redis-server redis-cli:redis-tools jq:jq promtool:prometheus \
+	openssl:openssl
 system-deps:
 	@missing=""; for pair in $(SYSTEM_DEPS); do \
 		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
@@ -54,6 +57,7 @@ system-deps:
 			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else echo "missing Debian packages:$$missing (not root: install them)"; fi; \
 	fi
+	@bash .ci/install-valkey
 
 test: system-deps lint typecheck pytest pytest-latest install-check
 
