@@ -352,9 +352,7 @@ class RedisSentinel:
             sentinel_monitor=(self.MASTER, self.master.port),
         )
         self.sentinel.start()
-        _wait_for(
-            lambda: self._known_replicas() >= 1, "the sentinel did not find the replica"
-        )
+        _wait_for(lambda: self._known_replicas() >= 1, "the sentinel did not find the replica")
 
     def _sentinel(self, *args: str) -> str:
         assert self.sentinel is not None

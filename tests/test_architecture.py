@@ -278,7 +278,8 @@ def test_the_cli_takes_no_name_out_of_a_private_module() -> None:
 
 def test_only_the_fleet_store_imports_redis() -> None:
     """Every Redis command of a fleet is sent by ``fleet._store``: no other module of the
-    fleet imports redis at runtime (the package's ``__init__`` only checks the extra is
+    fleet imports redis at runtime but ``fleet._connection``, which makes and checks
+    clients and sends nothing (the package's ``__init__`` only checks the extra is
     installed), and the engine both stores share (``_watch``) knows neither Redis nor the
     fleet."""
     importers = set()
@@ -294,7 +295,11 @@ def test_only_the_fleet_store_imports_redis() -> None:
             if name.startswith("acp_async._watch"):
                 assert not any(t.startswith("acp_async.fleet") for t in targets), name
     fleet_importers = {name for name in importers if name.startswith("acp_async.fleet")}
-    assert fleet_importers == {"acp_async.fleet", "acp_async.fleet._store"}
+    assert fleet_importers == {
+        "acp_async.fleet",
+        "acp_async.fleet._store",
+        "acp_async.fleet._connection",
+    }
     assert not {name for name in importers if name.startswith("acp_async._watch")}
 
 

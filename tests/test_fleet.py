@@ -661,7 +661,7 @@ async def test_ack_takes_an_event(fleet: RedisFleet) -> None:
         ("", ValueError, "empty"),
         ("redis://127.0.0.1:port/0", ValueError, "valid URL"),
         ("unix://", ValueError, "socket path"),
-        (b"redis://127.0.0.1", TypeError, "str"),
+        (b"redis://127.0.0.1", TypeError, "a URL"),
     ],
 )
 def test_a_bad_redis_url_fails_at_construction(

@@ -166,7 +166,9 @@ def test_classify_sorts_redis_errors_as_the_contract_lists() -> None:
 async def test_the_address_names_redis_without_credentials(url: str, address: str) -> None:
     """`RedisStore.address` (what every warning and error names) is host:port/db, or a
     socket's path and db; never the user or password. The client retries nothing."""
-    store = RedisStore.connect(url, "f", socket_timeout=1.0)
+    from acp_async.fleet import _connection
+
+    store = RedisStore(_connection.from_url(url, cluster=False, timeout=1.0), "f", owned=True)
     try:
         assert store.address == address
         assert "Secret" not in store.address

@@ -9,23 +9,22 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
-from urllib.parse import urlsplit
 
 from .. import _runs, _validate
 from .._client import ACPClient
 from .._observe import NO_OBSERVER, Observer
+from . import _connection
 from ._events import consume
 from ._store import RedisStore
 from ._worker import Worker
 from .models import FleetEvent, FleetStatus
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis, RedisCluster
+
     from ..metrics import PrometheusMetrics
 
 __all__ = ("RedisFleet",)
-
-
-_SCHEMES = ("redis", "rediss", "unix")
 
 
 class RedisFleet:
@@ -39,7 +38,11 @@ class RedisFleet:
             await fleet.work(client)                  # in each worker; until cancelled
 
     Args:
-        redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL of the Redis (or Valkey).
+        redis: a ``redis://``, ``rediss://`` or ``unix://`` URL of the Redis (or Valkey),
+            or a ready ``redis.asyncio.Redis`` or ``RedisCluster`` client, which the fleet
+            borrows and never closes (Sentinel: ``Sentinel(...).master_for(name)``). A
+            client must read bytes over RESP2 (not ``decode_responses=True``, not
+            ``protocol=3``); blocking reads stay shorter than its socket timeout.
         name: the fleet's name; its keys are ``acp:{name}:*``. Default ``"default"``.
         interval: seconds between polls of a busy server (one with a run not finished);
             idle and failing servers are polled less often. Default 30.
@@ -49,10 +52,14 @@ class RedisFleet:
         max_events: about how many events the stream keeps (older ones are trimmed).
             Default 1,000,000.
         metrics: an ``acp_async.metrics.PrometheusMetrics`` to count commits into.
+        cluster: the URL names a node of a Redis Cluster: connect with redis-py's
+            ``RedisCluster`` (every key of a fleet is in one slot). Default False.
 
     Raises:
-        ValueError: a URL that is not a Redis URL, a bad name or a bad number.
-        TypeError: ``metrics`` that is not a ``PrometheusMetrics``.
+        ValueError: a URL that is not a Redis URL, a client that decodes replies or
+            speaks RESP3, a bad name or a bad number.
+        TypeError: ``redis`` that is neither a URL nor a ``redis.asyncio`` client;
+            ``metrics`` that is not a ``PrometheusMetrics``.
 
     Each call raises ``RedisUnavailableError`` while Redis is away (``work()`` and
     ``events()`` wait that out) and ``FleetRedisError`` for what no retry can fix, never
@@ -61,7 +68,7 @@ class RedisFleet:
 
     def __init__(
         self,
-        redis_url: str,
+        redis: str | Redis | RedisCluster,
         *,
         name: str = "default",
         interval: float = 30.0,
@@ -69,8 +76,10 @@ class RedisFleet:
         lease: float = 60.0,
         max_events: int = 1_000_000,
         metrics: PrometheusMetrics | None = None,
+        cluster: bool = False,
     ) -> None:
-        _check_url(redis_url)
+        if not isinstance(cluster, bool):
+            raise TypeError(f"cluster must be a bool, got {cluster!r}")
         if not isinstance(name, str) or not name or "{" in name or "}" in name:
             raise ValueError(f"name must be a non-empty str without braces, got {name!r}")
         if metrics is not None and not isinstance(metrics, Observer):
@@ -78,18 +87,28 @@ class RedisFleet:
                 "metrics must be an acp_async.metrics.PrometheusMetrics, got "
                 f"{type(metrics).__name__}"
             )
-        self._url = redis_url
         self._name = name
         self._interval = _validate.positive_seconds("interval", interval)
         self._limit = _validate.int_at_least("limit", limit, 1)
         self._lease = _validate.positive_seconds("lease", lease)
         self._max_events = _validate.int_at_least("max_events", max_events, 1)
+        # Made now, so the URL (and any password in it) is kept nowhere but in redis-py's
+        # connection settings; it connects on first use.
+        self._owned = isinstance(redis, str)
+        self._client: _connection.Client = (
+            _connection.from_url(
+                redis, cluster=cluster, timeout=_connection.socket_timeout(self._lease)
+            )
+            if isinstance(redis, str)
+            else _connection.borrowed(redis, cluster=cluster)
+        )
+        self._longest_block = _connection.longest_block(self._client)
         self._observer = metrics or NO_OBSERVER
         self._store: RedisStore | None = None
         self._depth = 0  # nested `async with fleet:` blocks; the outermost exit closes
 
     def __repr__(self) -> str:
-        return f"RedisFleet(name={self._name!r})"
+        return f"RedisFleet(name={self._name!r}, redis={_connection.address(self._client)!r})"
 
     @property
     def name(self) -> str:
@@ -99,9 +118,7 @@ class RedisFleet:
     async def __aenter__(self) -> Self:
         """Open the Redis pool; a nested ``async with fleet:`` shares it."""
         if self._store is None:
-            self._store = RedisStore.connect(
-                self._url, self._name, socket_timeout=self._socket_timeout()
-            )
+            self._store = RedisStore(self._client, self._name, owned=self._owned)
         self._depth += 1
         return self
 
@@ -116,14 +133,11 @@ class RedisFleet:
             await self.close()
 
     async def close(self) -> None:
-        """Close the Redis pool; idempotent."""
+        """Close the Redis pool (not a borrowed client's); idempotent. The fleet opens
+        again with ``async with``."""
         if self._store is not None:
             store, self._store = self._store, None
             await store.close()
-
-    def _socket_timeout(self) -> float:
-        """Long enough for any script, and for a blocking read (``events`` caps ``block``)."""
-        return max(30.0, self._lease)
 
     def _opened(self) -> RedisStore:
         if self._store is None:
@@ -213,7 +227,9 @@ class RedisFleet:
         for what, value in (("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{what} must be a non-empty str, got {value!r}")
-        wait = min(_validate.positive_seconds("block", block), self._socket_timeout() - 5)
+        wait = _validate.positive_seconds("block", block)
+        if self._longest_block is not None:  # the socket timeout must not cut a read
+            wait = min(wait, self._longest_block)
         wait_ms = int(wait * 1000)
         idle_ms = int(_validate.positive_seconds("claim_idle", claim_idle) * 1000)
         return consume(
@@ -242,23 +258,3 @@ def _checked(server_ids: Iterable[str]) -> list[str]:
     """Every id checked before anything is written: one bad id and nothing is."""
     ids = _validate.server_id_iterable(server_ids)
     return list(dict.fromkeys(_validate.taken_server_id(sid) for sid in ids))
-
-
-def _check_url(redis_url: object) -> None:
-    """Refuse what ``Redis.from_url`` would refuse, at construction (the URL is not echoed:
-    it may hold a password)."""
-    if not isinstance(redis_url, str):
-        raise TypeError(f"redis_url must be a str, not {type(redis_url).__name__}")
-    if not redis_url:
-        raise ValueError("redis_url is empty; give redis://host:port/db")
-    try:
-        parts = urlsplit(redis_url)
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError as exc:
-        raise ValueError(f"redis_url is not a valid URL: {exc}") from None
-    if parts.scheme not in _SCHEMES:
-        raise ValueError(
-            f"redis_url must start with redis://, rediss:// or unix://, not {parts.scheme!r}"
-        )
-    if parts.scheme == "unix" and not parts.path:
-        raise ValueError("a unix:// redis_url needs a socket path (unix:///path/redis.sock)")

@@ -25,9 +25,10 @@ Redis that has not seen it since it started) ``SCRIPT LOAD`` and the ``EVALSHA``
 so a script is loaded once per Redis server. No script goes through a pipeline
 (redis-py's pipeline sends ``SCRIPT EXISTS`` before each one).
 
-The store takes a ready client (``RedisStore(client, name)``, borrowed: never closed)
-or makes its own (``RedisStore.connect``, closed by ``close()``; it gets no redis-py
-retries: the fleet's own backoff is the only one, so a refused password shows at once).
+The store takes a ready client (``RedisStore(client, name)``, borrowed: never closed;
+``owned=True``: closed by ``close()``), a ``redis.asyncio.Redis`` or ``RedisCluster``
+(``_connection`` makes and checks them). No command goes through a pipeline, so nothing
+is ever sent across slots.
 
 What Redis's errors mean is decided here, once (``classify``): every call raises
 ``FleetRedisError`` for what no retry can fix and ``RedisUnavailableError`` for the rest,
@@ -41,12 +42,10 @@ import asyncio
 import contextlib
 from collections.abc import Iterator, Sequence
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import attrs
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
@@ -60,11 +59,11 @@ from redis.exceptions import (
 from .. import _validate
 from .._log import one_line
 from .._watch._state import ServerState, UnreadableState
+from . import _connection
 from ._errors import FleetRedisError, RedisUnavailableError
 from .models import FleetStatus
 
 __all__ = (
-    "NO_RETRY",
     "SCRIPTS",
     "Claim",
     "Commit",
@@ -193,28 +192,18 @@ class Entry(NamedTuple):
 class RedisStore:
     """One fleet's keys and the commands and scripts that read and change them."""
 
-    def __init__(self, client: aioredis.Redis, name: str, *, owned: bool = False) -> None:
+    def __init__(self, client: _connection.Client, name: str, *, owned: bool = False) -> None:
         self._redis = client
         self._owned = owned
-        self._address = _address(client)
+        self._address = _connection.address(client)
         self.name = name
         self.keys = Keys.of(name)
-        self._commit_and_claim = client.register_script(SCRIPTS["commit_and_claim"])
-        self._add = client.register_script(SCRIPTS["add"])
-        self._remove = client.register_script(SCRIPTS["remove"])
-        self._status = client.register_script(SCRIPTS["status"])
-
-    @classmethod
-    def connect(cls, url: str, name: str, *, socket_timeout: float) -> RedisStore:
-        """A store on a client of its own for ``url`` (a pool; connects on first use).
-
-        The client retries nothing (redis-py 6 and later retry connect and AUTH three
-        times by default): a worker's own backoff is the only retry, so a refused
-        password is an error at once, not after redis-py's retries."""
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=5.0, retry=NO_RETRY
-        )
-        return cls(client, name, owned=True)
+        # RedisCluster's register_script is Redis's (redis-py types it on Redis alone).
+        register = cast(aioredis.Redis, client).register_script
+        self._commit_and_claim = register(SCRIPTS["commit_and_claim"])
+        self._add = register(SCRIPTS["add"])
+        self._remove = register(SCRIPTS["remove"])
+        self._status = register(SCRIPTS["status"])
 
     @property
     def address(self) -> str:
@@ -234,9 +223,9 @@ class RedisStore:
             raise error from exc
 
     async def close(self) -> None:
-        """Close the client if the store made it; a borrowed one is left open."""
+        """Close the client if it is the fleet's own; a borrowed one is left open."""
         if self._owned:
-            await self._redis.aclose()
+            await _connection.close(self._redis)
 
     # -- a worker ----------------------------------------------------------------------
 
@@ -439,8 +428,6 @@ class RedisStore:
             return int(await self._redis.xack(self.keys.events, group, *entry_ids))
 
 
-# Clients the fleet makes retry nothing themselves (see ``RedisStore.connect``).
-NO_RETRY = Retry(NoBackoff(), 0)
 # What Redis, or the way to it, raises: redis-py's errors, its cluster client's own
 # (not RedisErrors) and the socket's.
 _REDIS_SIDE = (RedisError, RedisClusterException, OSError)
@@ -496,19 +483,6 @@ def _fatal(exc: Exception, keys: Keys) -> str | None:
     if "not an integer" in text:
         return f"the fleet's counter {keys.seq} is not an integer; set it above every claim token"
     return None
-
-
-def _address(client: Any) -> str:
-    """``host:port/db`` of a client's connections (a socket: ``path?db=N``), without
-    credentials; ``"redis"`` for a client that does not say."""
-    pool = getattr(client, "connection_pool", None)
-    options: dict[str, Any] = getattr(pool, "connection_kwargs", None) or {}
-    db = options.get("db", 0)
-    if options.get("path"):
-        return f"{options['path']}?db={db}"
-    if options.get("host"):
-        return f"{options['host']}:{options.get('port', 6379)}/{db}"
-    return "redis"
 
 
 def valid_server_id(member: bytes) -> str | None:
