@@ -1,8 +1,9 @@
 """``acp-async fleet add|remove|worker|events|status|list``: a fleet watched through Redis.
 
-Needs the ``redis`` extra. ``--redis`` falls back to ``ACP_REDIS_URL`` (which keeps a
-password out of the process list), ``--fleet`` to ``default``. ``worker`` and ``events``
-run until SIGTERM or Ctrl-C and then exit 0 (the worker hands its claims back first); a
+Needs the ``redis`` extra. Redis is ``--redis URL`` or sentinels, each option also an
+``ACP_REDIS_*`` variable (``_redis_options``; ``ACP_REDIS_URL`` keeps a password out of
+the process list); ``--fleet`` falls back to ``default``. ``worker`` and ``events`` run
+until SIGTERM or Ctrl-C and then exit 0 (the worker hands its claims back first); a
 refused API token ends the worker with exit 1, and so does a Redis error no retry can fix
 (``FleetRedisError``: a refused password, an ACL denial, a fleet key of the wrong type),
 as its last stderr line. Redis away is waited out by ``worker`` and ``events``; the
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import ACPClient, AuthenticationError, to_json
-from . import _metrics
+from . import _metrics, _redis_options
 from ._parser import (
     FAILED,
     OK,
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from ._parser import Subcommands
 
 __all__ = ("register",)
-
-REDIS_URL_ENV = "ACP_REDIS_URL"
 
 
 def register(commands: Subcommands) -> None:
@@ -188,12 +186,7 @@ def register(commands: Subcommands) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--redis",
-        metavar="URL",
-        help=f"the Redis URL, redis://, rediss:// or unix:// (default: ${REDIS_URL_ENV}; put "
-        "a URL with a password there, not here: argv shows in the process list)",
-    )
+    _redis_options.add_options(parser)
     parser.add_argument(
         "--fleet", default="default", metavar="NAME", help="the fleet's name (default: default)"
     )
@@ -204,8 +197,7 @@ def _check_redis(args: argparse.Namespace) -> None:
         import redis  # noqa: F401, PLC0415 - the optional extra: is it installed?
     except ImportError:
         raise UsageError(needs_extra("fleet", "redis")) from None
-    if not (args.redis or os.environ.get(REDIS_URL_ENV)):
-        raise UsageError(f"no Redis: give --redis URL or set {REDIS_URL_ENV}")
+    args.redis_target = _redis_options.resolve(args)
 
 
 def _check_ids(args: argparse.Namespace) -> None:
@@ -213,41 +205,43 @@ def _check_ids(args: argparse.Namespace) -> None:
     args.ids = server_ids(args.server_ids, args.servers_file, None)[0]
 
 
-def _open(args: argparse.Namespace, **options: Any) -> RedisFleet:
-    from ..fleet import RedisFleet  # noqa: PLC0415 - the optional extra
+@contextlib.asynccontextmanager
+async def _open(args: argparse.Namespace, **options: Any) -> AsyncIterator[RedisFleet]:
+    """The fleet, open, on a client of the command's own (closed at the end)."""
+    from ..fleet import RedisFleet, _connection  # noqa: PLC0415 - the optional extra
 
-    url = args.redis or os.environ[REDIS_URL_ENV]
+    target: _redis_options.RedisTarget = args.redis_target
+    client = target.client(_connection.socket_timeout(options.get("lease", 60.0)))
     try:
-        return RedisFleet(url, name=args.fleet, **options)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        try:
+            fleet = RedisFleet(client, name=args.fleet, **options)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        async with fleet:
+            yield fleet
+    finally:
+        await _connection.close(client)
 
 
 async def _add(args: argparse.Namespace) -> int:
-    fleet = _open(args)
-
-    async def add() -> None:
+    async def add(fleet: RedisFleet) -> None:
         new = await fleet.add(args.ids)
         total = len(await fleet.server_ids())
         print(f"added {new} new of {len(args.ids)} servers; the fleet {fleet.name!r} has {total}")
 
-    return await _one_shot(fleet, add)
+    return await _one_shot(_open(args), add)
 
 
 async def _remove(args: argparse.Namespace) -> int:
-    fleet = _open(args)
-
-    async def remove() -> None:
+    async def remove(fleet: RedisFleet) -> None:
         gone = await fleet.remove(args.ids)
         print(f"removed {gone} of {len(args.ids)} servers from the fleet {fleet.name!r}")
 
-    return await _one_shot(fleet, remove)
+    return await _one_shot(_open(args), remove)
 
 
 async def _status(args: argparse.Namespace) -> int:
-    fleet = _open(args, interval=args.interval)
-
-    async def status() -> None:
+    async def status(fleet: RedisFleet) -> None:
         now = await fleet.status()
         if args.json:
             emit(status_json(now))
@@ -256,7 +250,7 @@ async def _status(args: argparse.Namespace) -> int:
         if now.servers == 0:
             warn(empty_fleet(fleet.name))
 
-    return await _one_shot(fleet, status)
+    return await _one_shot(_open(args, interval=args.interval), status)
 
 
 def empty_fleet(name: str) -> str:
@@ -269,9 +263,7 @@ def empty_fleet(name: str) -> str:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    fleet = _open(args)
-
-    async def listing() -> None:
+    async def listing(fleet: RedisFleet) -> None:
         failing = await fleet.failing()
         rows: list[tuple[str, str | None]]
         if args.failing:
@@ -287,16 +279,19 @@ async def _list(args: argparse.Namespace) -> int:
             else:
                 print(clean(sid))
 
-    return await _one_shot(fleet, listing)
+    return await _one_shot(_open(args), listing)
 
 
-async def _one_shot(fleet: RedisFleet, job: Callable[[], Awaitable[None]]) -> int:
+async def _one_shot(
+    opened: contextlib.AbstractAsyncContextManager[RedisFleet],
+    job: Callable[[RedisFleet], Awaitable[None]],
+) -> int:
     """Redis unreachable, or refusing (``FleetRedisError``), is one line and exit 1."""
     from ..fleet import FleetRedisError  # noqa: PLC0415 - the optional extra
 
     try:
-        async with fleet:
-            await job()
+        async with opened as fleet:
+            await job(fleet)
     except FleetRedisError as exc:
         warn(str(exc))
         return FAILED
@@ -306,7 +301,7 @@ async def _one_shot(fleet: RedisFleet, job: Callable[[], Awaitable[None]]) -> in
 async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
     """Poll the fleet's due servers until stopped; with ``--metrics-port``, serve ``/metrics``
     (the client's requests, the watch engine's polls and events, the fleet's commits)."""
-    fleet = _open(
+    opened = _open(
         args,
         interval=args.interval,
         limit=args.limit,
@@ -315,7 +310,7 @@ async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
     )
 
     async def work() -> int:
-        async with fleet:
+        async with opened as fleet:
             try:
                 await fleet.work(client, concurrency=args.concurrency)
             except AuthenticationError as exc:
@@ -327,8 +322,7 @@ async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
 
 
 async def _events(args: argparse.Namespace) -> int:
-    fleet = _open(args)
-    async with fleet:
+    async with _open(args) as fleet:
         stream = fleet.events(args.group, args.consumer)
         async with contextlib.aclosing(stream):
             async for event in stream:
