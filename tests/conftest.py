@@ -15,7 +15,7 @@ from aiohttp import web
 from acp_async import ACPClient
 from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
 
-from .redis_server import RedisServer
+from .redis_server import VALKEY_SERVER, FleetRedis, RedisCluster, RedisServer, require
 
 RUNS_ROUTE = "/v1/servers/{id}/runtime/agent/runs"
 
@@ -146,6 +146,49 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A Redis Cluster of three masters per test process, started once (about 2 s)."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One valkey-server (8, from Debian's backports) per test process."""
+    binary = require(VALKEY_SERVER, "valkey-server", "valkey-server from bookworm-backports")
+    server = RedisServer(tmp_path_factory.mktemp("valkey"), binary=binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+DEPLOYMENTS = ("single", "cluster", "valkey")
+# A test marked so runs on one redis-server, a 3-master Redis Cluster and Valkey 8.
+every_deployment = pytest.mark.parametrize("fleet_redis", DEPLOYMENTS, indirect=True)
+
+
+@pytest.fixture
+def fleet_redis(request: pytest.FixtureRequest) -> FleetRedis:
+    """The Redis a fleet test runs on: the session's redis-server, unless the test is
+    marked ``every_deployment`` (then also the Cluster, flushed first, and Valkey)."""
+    kind = getattr(request, "param", "single")
+    if kind == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return FleetRedis(kind, cluster.url, cluster=True)
+    server: RedisServer = request.getfixturevalue(
+        "valkey_server" if kind == "valkey" else "redis_server"
+    )
+    return FleetRedis(kind, server.url)
 
 
 @pytest.fixture

@@ -21,9 +21,13 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
+
+if TYPE_CHECKING:
+    from acp_async.fleet import RedisFleet
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -108,6 +112,31 @@ class TLSFiles:
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
+
+
+@attrs.frozen
+class FleetRedis:
+    """A deployment the fleet tests run on (``single``, ``cluster`` or ``valkey``): how a
+    fleet, a CLI command and its environment reach it."""
+
+    kind: str
+    url: str
+    cluster: bool = False
+
+    def fleet(self, name: str, **options: Any) -> RedisFleet:
+        from acp_async.fleet import RedisFleet  # the redis extra: imported when used
+
+        return RedisFleet(self.url, name=name, cluster=self.cluster, **options)
+
+    @property
+    def args(self) -> list[str]:
+        """A CLI command's options for it."""
+        return ["--redis", self.url, *(["--redis-cluster"] if self.cluster else [])]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The same as ``ACP_REDIS_*`` variables."""
+        return {"ACP_REDIS_URL": self.url, **({"ACP_REDIS_CLUSTER": "1"} if self.cluster else {})}
 
 
 class RedisServer:

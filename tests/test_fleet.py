@@ -18,17 +18,17 @@ from acp_async._observe import Observer
 from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
-from .conftest import settled, wait_until
-from .redis_server import RedisServer
+from .conftest import every_deployment, settled, wait_until
+from .redis_server import FleetRedis, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 @pytest.fixture
-async def fleet(redis_server: RedisServer, fleet_name: str) -> AsyncIterator[RedisFleet]:
-    async with RedisFleet(
-        redis_server.url, name=fleet_name, interval=0.05, lease=1.0, limit=20
-    ) as opened:
+async def fleet(fleet_redis: FleetRedis, fleet_name: str) -> AsyncIterator[RedisFleet]:
+    """A fleet on the session's redis-server (and on every deployment for a test marked
+    ``every_deployment``)."""
+    async with fleet_redis.fleet(fleet_name, interval=0.05, lease=1.0, limit=20) as opened:
         yield opened
 
 
@@ -81,6 +81,7 @@ async def polled_again(
     await wait_until(done, within)
 
 
+@every_deployment
 async def test_add_remove_and_ids(fleet: RedisFleet) -> None:
     """add is idempotent and counts the new; remove counts the removed; ids are checked first."""
     assert await fleet.add(["a", "b", "b"]) == 2
@@ -94,6 +95,7 @@ async def test_add_remove_and_ids(fleet: RedisFleet) -> None:
     assert (status.servers, status.workers, status.failing) == (2, 0, 0)
 
 
+@every_deployment
 async def test_a_worker_appends_each_change_once(fleet: RedisFleet) -> None:
     """Every run is created once, progress comes as updates, unchanged runs add nothing."""
     async with FakeACPServer(servers=3, runs_per_server=4, seed=1) as fake:
@@ -121,12 +123,13 @@ async def test_a_worker_appends_each_change_once(fleet: RedisFleet) -> None:
     assert status.pending == {"g": 0}
 
 
-async def test_a_zombie_commit_is_fenced(redis_server: RedisServer, fleet_name: str) -> None:
+@every_deployment
+async def test_a_zombie_commit_is_fenced(fleet_redis: FleetRedis, fleet_name: str) -> None:
     """A claim taken over after its lease: the old holder's commit writes nothing."""
     from acp_async._watch._state import ServerState
     from acp_async.fleet._store import Commit, RedisStore, Trip
 
-    async with RedisFleet(redis_server.url, name=fleet_name, lease=0.05) as fleet:
+    async with fleet_redis.fleet(fleet_name, lease=0.05) as fleet:
         await fleet.add(["srv"])
         store: RedisStore = fleet._store  # type: ignore[assignment]
         [zombie] = (
@@ -210,6 +213,7 @@ async def test_a_commit_for_a_server_no_longer_due_is_fenced(
         assert (await fleet.status()).stream_length == 1
 
 
+@every_deployment
 async def test_unacked_events_go_to_another_consumer(fleet: RedisFleet) -> None:
     """Events a consumer took but never acked are claimed by another after claim_idle."""
     async with FakeACPServer(servers=1, runs_per_server=3) as fake:
@@ -247,6 +251,7 @@ async def test_work_raises_on_a_refused_token(fleet: RedisFleet) -> None:
     assert status.servers == 2
 
 
+@every_deployment
 async def test_failing_servers_are_counted_not_streamed(fleet: RedisFleet) -> None:
     """A 404 server is counted in status().failing and retried; the stream holds no errors."""
     async with FakeACPServer(servers=2, runs_per_server=2) as fake:

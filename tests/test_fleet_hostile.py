@@ -55,7 +55,7 @@ class LongLeaseWorkers(Workers):
         with self.log(len(self.procs)).open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "acp_async", "fleet", "worker",
-                "--redis", self.redis_url, "--fleet", self.fleet, "--interval", "0.05",
+                *self.redis, "--fleet", self.fleet, "--interval", "0.05",
                 "--lease", str(LEASE), "--concurrency", "8", "-v",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 env=cli_env(self.fake),
@@ -168,7 +168,7 @@ async def test_hostile_entries_never_stop_a_fleet(
     ):
         healthy, victims = fake.server_ids[:HEALTHY], fake.server_ids[HEALTHY:]
         await fleet.add(healthy)
-        group = LongLeaseWorkers(redis_server.url, fleet_name, fake, tmp_path)
+        group = LongLeaseWorkers(["--redis", redis_server.url], fleet_name, fake, tmp_path)
         hostile = Hostile(raw, fleet_name, victims)
         try:
             procs = [await group.start() for _ in range(2)]

@@ -21,8 +21,8 @@ import pytest
 from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
-from .conftest import wait_until
-from .redis_server import RedisServer
+from .conftest import every_deployment, wait_until
+from .redis_server import FleetRedis, RedisServer
 from .test_cli import cli_env, run
 from .test_fleet import polled_again
 
@@ -34,8 +34,8 @@ ORDER = {"queued": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 class Workers:
     """``acp-async fleet worker`` processes, stderr kept in files."""
 
-    def __init__(self, redis_url: str, fleet: str, fake: FakeACPServer, logs: Path) -> None:
-        self.redis_url, self.fleet, self.fake, self.logs = redis_url, fleet, fake, logs
+    def __init__(self, redis: list[str], fleet: str, fake: FakeACPServer, logs: Path) -> None:
+        self.redis, self.fleet, self.fake, self.logs = redis, fleet, fake, logs
         self.procs: list[asyncio.subprocess.Process] = []
 
     def log(self, index: int) -> Path:
@@ -50,7 +50,7 @@ class Workers:
             "acp_async",
             "fleet",
             "worker",
-            "--redis", self.redis_url,
+            *self.redis,
             "--fleet", self.fleet,
             "--interval", str(INTERVAL),
             "--lease", str(LEASE),
@@ -85,9 +85,10 @@ class Workers:
 
 @contextlib.asynccontextmanager
 async def workers(
-    redis_url: str, fleet: str, fake: FakeACPServer, logs: Path
+    redis: list[str], fleet: str, fake: FakeACPServer, logs: Path
 ) -> AsyncIterator[Workers]:
-    group = Workers(redis_url, fleet, fake, logs)
+    """``fleet worker`` processes; ``redis``: their Redis options (``--redis URL`` ...)."""
+    group = Workers(redis, fleet, fake, logs)
     try:
         yield group
     finally:
@@ -194,15 +195,16 @@ async def wait_for_workers(fleet: RedisFleet, count: int) -> None:
             await asyncio.sleep(0.02)
 
 
+@every_deployment
 async def test_workers_killed_added_and_paused_lose_and_double_nothing(
-    redis_server: RedisServer, fleet_name: str, tmp_path: Path, no_backoff: None
+    fleet_redis: FleetRedis, fleet_name: str, tmp_path: Path, no_backoff: None
 ) -> None:
     """SIGKILL one of three workers, add one, SIGSTOP one past its lease and resume it."""
     rng = random.Random(9)
     async with (
         FakeACPServer(servers=12, runs_per_server=3, seed=4) as fake,
-        RedisFleet(redis_server.url, name=fleet_name, interval=INTERVAL, lease=LEASE) as fleet,
-        workers(redis_server.url, fleet_name, fake, tmp_path) as group,
+        fleet_redis.fleet(fleet_name, interval=INTERVAL, lease=LEASE) as fleet,
+        workers(fleet_redis.args, fleet_name, fake, tmp_path) as group,
     ):
         await fleet.add(fake.server_ids)
         first = [await group.start() for _ in range(3)]
@@ -247,7 +249,7 @@ async def test_workers_ride_out_a_redis_restart(
     try:
         async with (
             FakeACPServer(servers=6, runs_per_server=2, seed=8) as fake,
-            workers(redis.url, fleet_name, fake, tmp_path) as group,
+            workers(["--redis", redis.url], fleet_name, fake, tmp_path) as group,
         ):
             async with RedisFleet(redis.url, name=fleet_name, interval=INTERVAL) as fleet:
                 await fleet.add(fake.server_ids)
@@ -281,20 +283,21 @@ async def test_workers_ride_out_a_redis_restart(
     check_stream(stream.events, fake)
 
 
+@every_deployment
 async def test_add_and_remove_while_workers_run(
-    redis_server: RedisServer, fleet_name: str, tmp_path: Path, no_backoff: None
+    fleet_redis: FleetRedis, fleet_name: str, tmp_path: Path, no_backoff: None
 ) -> None:
     """`fleet add` is picked up by running workers; after `fleet remove` a server is no
-    longer polled once an interval has passed."""
+    longer polled once an interval has passed. (The commands find Redis in ACP_REDIS_*.)"""
     async with (
         FakeACPServer(servers=3, runs_per_server=1, seed=2) as fake,
-        RedisFleet(redis_server.url, name=fleet_name, interval=INTERVAL) as fleet,
-        workers(redis_server.url, fleet_name, fake, tmp_path) as group,
+        fleet_redis.fleet(fleet_name, interval=INTERVAL) as fleet,
+        workers(fleet_redis.args, fleet_name, fake, tmp_path) as group,
     ):
         first, second, later = fake.server_ids
         for sid in fake.server_ids:
             fake.add_run(sid, status="running")  # busy: polled every interval
-        env = cli_env(fake, ACP_REDIS_URL=redis_server.url)
+        env = cli_env(fake, **fleet_redis.env)
         added = await run("fleet", "add", first, second, "--fleet", fleet_name, env=env)
         assert added.code == 0, added
         for _ in range(2):
