@@ -12,6 +12,7 @@ xdist workers choose ports at the same time, and another worker's server may hol
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -62,10 +63,10 @@ def free_port(*, below: int = 65536) -> int:
 
 def _ask(port: int, command: bytes, tls: ssl.SSLContext | None = None) -> bytes:
     """One command's whole reply (a bulk string), read over a fresh connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw:
-        sock: socket.socket = raw
-        if tls is not None:
-            sock = tls.wrap_socket(raw, server_hostname="127.0.0.1")
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+        if tls is not None:  # the TLS socket takes the connection over: it is closed too
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname="127.0.0.1"))
         sock.sendall(command)
         reply = b""
         while True:

@@ -34,8 +34,16 @@ ORDER = {"queued": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 class Workers:
     """``acp-async fleet worker`` processes, stderr kept in files."""
 
-    def __init__(self, redis: list[str], fleet: str, fake: FakeACPServer, logs: Path) -> None:
+    def __init__(
+        self,
+        redis: list[str],
+        fleet: str,
+        fake: FakeACPServer,
+        logs: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.redis, self.fleet, self.fake, self.logs = redis, fleet, fake, logs
+        self.env = env or {}
         self.procs: list[asyncio.subprocess.Process] = []
 
     def log(self, index: int) -> Path:
@@ -59,7 +67,7 @@ class Workers:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            env=cli_env(self.fake),
+            env=cli_env(self.fake, **self.env),
         )  # fmt: skip
         log.close()
         self.procs.append(proc)
@@ -85,10 +93,15 @@ class Workers:
 
 @contextlib.asynccontextmanager
 async def workers(
-    redis: list[str], fleet: str, fake: FakeACPServer, logs: Path
+    redis: list[str],
+    fleet: str,
+    fake: FakeACPServer,
+    logs: Path,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[Workers]:
-    """``fleet worker`` processes; ``redis``: their Redis options (``--redis URL`` ...)."""
-    group = Workers(redis, fleet, fake, logs)
+    """``fleet worker`` processes; ``redis``: their Redis options (``--redis URL`` ...),
+    ``env``: more variables (``ACP_REDIS_*``)."""
+    group = Workers(redis, fleet, fake, logs, env)
     try:
         yield group
     finally:
