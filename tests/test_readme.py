@@ -83,6 +83,9 @@ ELSEWHERE = {
     "2026-05-04 09:14:03,120 INFO fleet: worker": "tests/test_fleet_operations.py runs "
     "workers as processes and checks each of these lines (start, failing, recovered, stop)",
     "appendonly yes": "tests/redis_server.py runs every test's redis-server with these settings",
+    "$ acp-async fleet worker --redis redis://node-1:6379/0 --redis-cluster": "tests/"
+    "test_fleet_processes.py runs fleet workers on a local Redis Cluster; "
+    "test_fleet_deployments.py through a Sentinel failover and with --redis-ca",
 }
 
 
