@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fleet_scenarios as fs
-from .report import machine
+from .report import keep_sections, machine
 from .stats import fmt, verdict
 
 FULL = {
@@ -56,7 +56,11 @@ def run(s: dict[str, Any]) -> dict[str, Any]:
         print("fleet: scale ...", file=sys.stderr)
         assert redis.process is not None
         results["scale"] = fs.scale(
-            redis.url, redis.process.pid, s["scale_servers"], s["scale_workers"], s["scale_seconds"]
+            redis.url,
+            [(redis.url, redis.process.pid)],
+            s["scale_servers"],
+            s["scale_workers"],
+            s["scale_seconds"],
         )
     results["estimate"] = fs.estimate(results["scale"])
     results["seconds"] = time.perf_counter() - started
@@ -171,8 +175,9 @@ def main() -> None:
     args = parser.parse_args()
     results = run(dict(SMOKE if args.smoke else FULL))
     text = markdown(results)
-    if not args.smoke:
-        args.out.write_text(text)
+    if not args.smoke:  # sections other scripts wrote (the cluster's) are kept
+        old = args.out.read_text() if args.out.exists() else ""
+        args.out.write_text(keep_sections(old, text))
     print(text)
 
 

@@ -16,9 +16,11 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from acp_async import ACPClient, AgentRunList, _converter, _json
 from acp_async._watch import Watcher, WatchState
@@ -324,9 +326,13 @@ def unchanged_cpu(loops: int, reps: int) -> dict[str, float]:
 # -- 4. recovery after SIGKILL -------------------------------------------------------------
 
 
-async def _worker(url: str, name: str, fake: FakeACPServer, *extra: str) -> Any:
+async def _worker(
+    url: str, name: str, fake: FakeACPServer, *extra: str, cluster: bool = False
+) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACP_", "COMPUTER_"))}
     env.update(ACP_API_KEY=fake.token, ACP_BASE_URL=fake.base_url, ACP_REDIS_URL=url)
+    if cluster:
+        env["ACP_REDIS_CLUSTER"] = "1"
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "acp_async", "fleet", "worker", "--fleet", name, *extra,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
@@ -402,59 +408,94 @@ def recovery(
 # -- 5. scale ------------------------------------------------------------------------------
 
 
-def scale(url: str, pid: int, servers: int, workers: int, seconds: float) -> dict[str, Any]:
-    """``servers`` busy servers, ``workers`` worker processes, interval 1 s: what one run
-    of this machine sustains (the fake server shares the two cores)."""
+async def _commands(urls: Sequence[str]) -> int:
+    """Commands the Redis servers at ``urls`` (a cluster's nodes) have run so far."""
+    total = 0
+    for url in urls:
+        async with aioredis.Redis.from_url(url) as node:
+            total += (await node.info("stats"))["total_commands_processed"]
+    return total
+
+
+def scale(
+    url: str,
+    nodes: Sequence[tuple[str, int]],
+    servers: int,
+    workers: int,
+    seconds: float,
+    *,
+    names: Sequence[str] = ("scale",),
+    cluster: bool = False,
+) -> dict[str, Any]:
+    """``servers`` busy servers split over the fleets ``names``, ``workers`` worker
+    processes taking the fleets in turn, interval 1 s: what one run of this machine
+    sustains (the fake server shares the two cores). ``nodes``: each Redis server's URL
+    and pid (a cluster's masters), whose commands and CPU are counted."""
 
     async def measure() -> dict[str, Any]:
-        name = "scale"
         async with (
             FakeACPServer(servers=servers, runs_per_server=1, seed=3) as fake,
-            RedisFleet(url, name=name, interval=1.0) as fleet,
+            contextlib.AsyncExitStack() as stack,
         ):
+            fleets = [
+                await stack.enter_async_context(
+                    RedisFleet(url, name=name, interval=1.0, cluster=cluster)
+                )
+                for name in names
+            ]
             for sid in fake.server_ids:
                 fake.set_run(sid, fake.runs(sid)[0]["id"], status="running")
-            await fleet.add(fake.server_ids)
+            for i, fleet in enumerate(fleets):
+                await fleet.add(fake.server_ids[i :: len(fleets)])
             timing = ("--interval", "1", "--lease", "30", "--concurrency", "32")
-            procs = [await _worker(url, name, fake, *timing) for _ in range(workers)]
-            redis = fleet._store._redis  # type: ignore[union-attr]
+            procs = [
+                await _worker(url, names[i % len(names)], fake, *timing, cluster=cluster)
+                for i in range(workers)
+            ]
+            urls = [node_url for node_url, _ in nodes]
+            pids = [pid for _, pid in nodes]
             try:
                 await asyncio.sleep(seconds / 2)  # first polls: every run created
                 fake.reset_stats()
-                info = await redis.info("stats")
-                cpu = [_cpu_seconds(pid), *(_cpu_seconds(p.pid) for p in procs)]
+                commands = await _commands(urls)
+                cpu = [*map(_cpu_seconds, pids), *(_cpu_seconds(p.pid) for p in procs)]
                 own = time.process_time()
                 started = time.monotonic()
                 await asyncio.sleep(seconds)
                 elapsed = time.monotonic() - started
                 polls = len(fake.requests)
-                after = await redis.info("stats")
-                cpu_after = [_cpu_seconds(pid), *(_cpu_seconds(p.pid) for p in procs)]
+                commands = await _commands(urls) - commands
+                cpu_after = [*map(_cpu_seconds, pids), *(_cpu_seconds(p.pid) for p in procs)]
                 own = time.process_time() - own
-                status = await fleet.status()
+                overdue = sum([(await fleet.status()).overdue for fleet in fleets])
             finally:
                 for proc in procs:
                     proc.send_signal(signal.SIGTERM)
                     await proc.wait()
             state = 0
-            for key in STATE_KEYS:
-                state += await redis.memory_usage(f"acp:{{{name}}}:{key}", samples=0) or 0
-            await fleet.remove(fake.server_ids)
-        commands = after["total_commands_processed"] - info["total_commands_processed"]
+            for fleet in fleets:
+                redis = fleet._store._redis  # type: ignore[union-attr]
+                for key in STATE_KEYS:
+                    state += await redis.memory_usage(f"acp:{{{fleet.name}}}:{key}", samples=0) or 0
+            for i, fleet in enumerate(fleets):
+                await fleet.remove(fake.server_ids[i :: len(fleets)])
         used = [b - a for a, b in zip(cpu, cpu_after, strict=True)]
+        redis_cpu = sum(used[: len(pids)])
+        worker_cpu = sum(used[len(pids) :])
         return {
             "servers": servers,
             "workers": workers,
+            "fleets": len(names),
             "polls_per_s": polls / elapsed,
             "redis_commands_per_s": commands / elapsed,
-            "redis_cpu": used[0] / elapsed,
-            "workers_cpu": sum(used[1:]) / elapsed,
+            "redis_cpu": redis_cpu / elapsed,
+            "workers_cpu": worker_cpu / elapsed,
             "fake_server_cpu": own / elapsed,
-            "worker_cpu_ms_per_poll": sum(used[1:]) / max(1, polls) * 1e3,
-            "redis_cpu_us_per_poll": used[0] / max(1, polls) * 1e6,
+            "worker_cpu_ms_per_poll": worker_cpu / max(1, polls) * 1e3,
+            "redis_cpu_us_per_poll": redis_cpu / max(1, polls) * 1e6,
             "redis_commands_per_poll": commands / max(1, polls),
             "state_bytes_per_server": state / servers,
-            "overdue": status.overdue,
+            "overdue": overdue,
         }
 
     with instant_backoff():

@@ -59,6 +59,17 @@ def test_fleet_scenarios_run_at_tiny_sizes(redis_server: object) -> None:
     assert "## Estimate" in fleet.markdown(results)
 
 
+def test_fleet_on_a_cluster_beside_one_server_runs_at_tiny_sizes() -> None:
+    """The cluster-vs-single scale harness starts both deployments, runs both and renders
+    (it starts its own redis-server and 3-master cluster)."""
+    from benchmarks import fleet_cluster
+
+    results = fleet_cluster.run(dict(fleet_cluster.SMOKE))
+    assert results["single"]["polls_per_s"] > 0
+    assert results["cluster"]["polls_per_s"] > 0
+    assert "### 1,000,000 servers" in fleet_cluster.markdown(results)
+
+
 def test_send_path_ladder_and_compare_run_at_tiny_sizes() -> None:
     """The layer-by-layer ladder and the two-commit comparison run and render."""
     from benchmarks import ab, send_path
