@@ -19,10 +19,11 @@ wrong type) raise ``FleetRedisError``; Redis away is ``RedisUnavailableError``, 
 
 The package: ``_fleet`` (``RedisFleet``: options, lifecycle, the calls), ``models``
 (``FleetEvent``, ``FleetStatus``), ``_errors`` (``FleetRedisError``,
-``RedisUnavailableError``), ``_store`` (every Redis command: key names, the
-``scripts/*.lua``, reads and acks, what Redis's errors mean), ``_outage`` (Redis away:
-said once, waited out), ``_worker`` (one worker's claim lifecycle) and ``_events`` (a
-consumer group's reader). The watch engine they run is ``acp_async._watch``.
+``RedisUnavailableError``), ``_connection`` (the Redis client: made from a URL, a Cluster
+node or sentinels, or borrowed and checked), ``_store`` (every Redis command: key names,
+the ``scripts/*.lua``, reads and acks, what Redis's errors mean), ``_outage`` (Redis
+away: said once, waited out), ``_worker`` (one worker's claim lifecycle) and ``_events``
+(a consumer group's reader). The watch engine they run is ``acp_async._watch``.
 """
 
 try:
