@@ -357,8 +357,9 @@ class RedisSentinel:
 
     MASTER = "acpmaster"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, tls: TLSFiles | None = None) -> None:
         self.directory = directory
+        self.tls = tls  # every server speaks TLS only, replication and the sentinel's too
         self.master: RedisServer | None = None
         self.replica: RedisServer | None = None
         self.sentinel: RedisServer | None = None
@@ -369,16 +370,20 @@ class RedisSentinel:
         return ("127.0.0.1", self.sentinel.port)
 
     def start(self) -> None:
-        self.master = RedisServer(_directory(self.directory, "master"))
+        tls = ["--tls-replication", "yes"] if self.tls else []
+        self.master = RedisServer(_directory(self.directory, "master"), tls=self.tls, extra=tls)
         self.master.start()
         self.replica = RedisServer(
             _directory(self.directory, "replica"),
-            extra=["--replicaof", "127.0.0.1", str(self.master.port)],
+            tls=self.tls,
+            extra=["--replicaof", "127.0.0.1", str(self.master.port), *tls],
         )
         self.replica.start()
         _wait_for(self._replica_in_sync, "the replica did not sync with the master")
         self.sentinel = RedisServer(
             _directory(self.directory, "sentinel"),
+            tls=self.tls,
+            extra=tls,
             sentinel_monitor=(self.MASTER, self.master.port),
         )
         self.sentinel.start()

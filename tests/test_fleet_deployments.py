@@ -202,6 +202,27 @@ async def test_the_cli_reaches_redis_over_tls_with_a_private_ca(
     assert {e.server_id for e in events} == set(fake.server_ids)
 
 
+async def test_the_cli_reaches_a_sentinel_deployment_over_tls(
+    tmp_path: Path, fleet_name: str
+) -> None:
+    """`--redis-sentinel ... --redis-ca FILE`: TLS to the sentinels and to the master they
+    name, each trusting the CA made at test time."""
+    deployment = RedisSentinel(tmp_path, tls=TLSFiles.make(tmp_path))
+    try:
+        deployment.start()
+        host, port = deployment.sentinel_address
+        assert deployment.tls is not None
+        env = cli_env(ACP_REDIS_SENTINEL=f"{host}:{port}", ACP_REDIS_MASTER=RedisSentinel.MASTER)
+        common = ("--fleet", fleet_name, "--redis-ca", str(deployment.tls.ca))
+        added = await run("fleet", "add", "srv-1", "srv-2", *common, env=env)
+        assert added.code == 0, added
+        status = await run("fleet", "status", "--json", *common, env=env)
+    finally:
+        deployment.stop()
+    assert status.code == 0, status
+    assert status.json()[0]["servers"] == 2
+
+
 # -- borrowed clients and the fleet's own ------------------------------------------------
 
 
