@@ -454,10 +454,10 @@ async def test_an_unreadable_saved_state_starts_afresh(
 async def test_a_run_nested_300_levels_deep_does_not_kill_the_worker(
     fleet: RedisFleet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """orjson refuses to encode 300 levels while the run is fingerprinted (a TypeError):
-    the worker lives on, counts that server failing (logged at ERROR with the traceback),
-    and the other server's changes are still streamed."""
-    pytest.importorskip("orjson")
+    """A run nested 300 levels deep cannot be fingerprinted (a ResponseValidationError,
+    with or without orjson): the worker lives on, counts that server failing (a WARNING
+    naming it, no traceback: its data, not a bug), and the other server's changes are
+    still streamed. As CLI processes, with and without orjson: tests/test_poison_pill.py."""
     nested: dict[str, object] = {}
     for _ in range(300):
         nested = {"a": nested}
@@ -475,10 +475,10 @@ async def test_a_run_nested_300_levels_deep_does_not_kill_the_worker(
             assert not task.done()
     assert (created.kind, created.server_id) == ("created", good)
     assert (updated.kind, updated.server_id, updated.run.title) == ("updated", good, "changed")
-    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    logged = [r for r in caplog.records if r.levelname == "WARNING" and bad in r.getMessage()]
     assert logged
-    assert all(bad in r.getMessage() and r.exc_info for r in logged)
-    assert all(r.exc_info[0] is TypeError for r in logged if r.exc_info)
+    assert all("cannot be fingerprinted" in r.getMessage() and not r.exc_info for r in logged)
 
 
 async def test_removed_servers_are_not_polled_again(fleet: RedisFleet) -> None:

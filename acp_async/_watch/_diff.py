@@ -54,7 +54,10 @@ def diff(items: list[Any], known: ServerState) -> tuple[ServerState, list[Change
         digest = id_digest(run_id)
         if digest in latest:
             continue
-        fields = fingerprint(item)
+        try:
+            fields = fingerprint(item)
+        except ResponseValidationError as exc:  # too deep for the encoder: that server's data
+            raise ResponseValidationError(f"run {index} of the page: {exc}") from None
         old = known.runs.get(digest)
         if old is not None and old.fingerprint == fields:
             latest[digest] = old

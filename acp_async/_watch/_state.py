@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from .. import _json
+from ..errors import ResponseValidationError
 from ..models import TERMINAL_STATUSES, RunStatus
 
 __all__ = ("Seen", "ServerState", "UnreadableState", "body_digest", "fingerprint", "id_digest")
@@ -98,15 +99,21 @@ def id_digest(run_id: str) -> bytes:
 
 
 def fingerprint(item: dict[str, Any]) -> bytes:
-    """A digest of a decoded run's fields: equal fields, equal fingerprint, in any process.
+    """A digest of a decoded run's fields: equal fields, equal fingerprint, in any process
+    (with or without the ``speed`` extra: both encoders write the same bytes).
 
     Times count by the moment they name, not their spelling (``Z`` or ``+00:00``,
-    milliseconds or microseconds), as the model compares them.
+    milliseconds or microseconds), as the model compares them. Fields the encoder refuses
+    (nested deeper than 254 levels) are a ResponseValidationError: that server's data.
     """
     fields = [item.get(key) for key in _FIELD_KEYS]
     for at in _TIME_POSITIONS:
         fields[at] = _moment(fields[at])
-    return hashlib.blake2b(_json.dumps_sorted(fields), digest_size=DIGEST_SIZE).digest()
+    try:
+        encoded = _json.dumps_sorted(fields)
+    except _json.ENCODE_ERRORS as exc:
+        raise ResponseValidationError(f"its fields cannot be fingerprinted: {exc}") from None
+    return hashlib.blake2b(encoded, digest_size=DIGEST_SIZE).digest()
 
 
 def _moment(value: Any) -> Any:
