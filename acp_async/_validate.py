@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # C0 and DEL: never part of an id
+
 
 def path_segment(server_id: object) -> str:
-    """``server_id`` as exactly one percent-encoded path segment."""
+    """``server_id`` as exactly one percent-encoded path segment: the one check of a
+    server id, wherever one comes from (arguments, iterables, the environment, the CLI).
+
+    A control character (C0, DEL) is refused too: such an id would forge log lines
+    ("\\n") or drive a terminal ("\\x1b[2J") wherever it is printed.
+    """
     if not isinstance(server_id, str):
         raise TypeError(f"server_id must be a str, got {type(server_id).__name__}")
     if server_id in ("", ".", ".."):
         raise ValueError(
             f"server_id must be a non-empty id other than '.' and '..', got {server_id!r}"
+        )
+    if not server_id.isprintable() and _CONTROL.search(server_id):
+        raise ValueError(
+            f"server_id must not hold a control character (C0, DEL), got {server_id!r}"
         )
     return quote(server_id, safe="")
 

@@ -383,6 +383,10 @@ BAD_IDS = [
     ("", ValueError),
     (".", ValueError),
     ("..", ValueError),
+    ("srv\n2026-12-03 INFO forged", ValueError),  # C0 and DEL: never part of an id
+    ("\x1b[2J", ValueError),
+    ("srv\x7f", ValueError),
+    ("\x00", ValueError),
     (None, TypeError),
     (5, TypeError),
     (b"srv", TypeError),

@@ -163,7 +163,7 @@ async def test_table_neutralises_markup_and_escape_sequences(fleet: FakeACPServe
     fleet.add_run(sid, title="[bold red]boom[/] \x1b[2Jcleared")
     result = await run("runs", "list", sid, env=cli_env(fleet))
     assert result.code == 0, result
-    assert "[bold red]boom[/]  [2Jcleared" in result.out
+    assert "[bold red]boom[/] \\x1b[2Jcleared" in result.out  # shown, escaped
     assert "\x1b" not in result.out
 
 

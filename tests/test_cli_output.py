@@ -13,7 +13,7 @@ from acp_async import AgentRun, AgentRunList, RunEvent, ServerRuns
 from acp_async.cli import _report
 from acp_async.cli._human import event_line, poll_table, runs_table
 from acp_async.cli._parser import UsageError
-from acp_async.cli._report import clean, describe, error_json, event_json, page_json, redact
+from acp_async.cli._report import describe, error_json, event_json, page_json, redact
 from acp_async.cli._servers import parse_shard, read_ids, server_ids
 from acp_async.errors import (
     APIConnectionError,
@@ -94,11 +94,6 @@ def test_redact_hides_the_clients_token(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(_report, "_SECRETS", set())
     _report.hide("tok-123456")
     assert redact("Bearer tok-123456 leaked") == "Bearer *** leaked"
-
-
-def test_clean_turns_control_characters_into_spaces() -> None:
-    """Escape sequences, bells and newlines from a server cannot reach the terminal."""
-    assert clean("a\x1b[2Jb\x07c\nd") == "a [2Jb c d"
 
 
 def test_error_json_uses_the_api_field_names() -> None:

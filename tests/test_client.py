@@ -265,11 +265,12 @@ async def test_server_id_is_one_path_segment(
     assert fake.requests[-1].server_id == server_id
 
 
-@pytest.mark.parametrize("server_id", ["", ".", ".."])
+@pytest.mark.parametrize("server_id", ["", ".", "..", "a\nb", "\x1b[2J", "a\rb", "a\x7f"])
 async def test_dot_segments_are_refused_before_any_request(
     fake: FakeACPServer, client: ACPClient, server_id: str
 ) -> None:
-    """'', '.' and '..' raise ValueError and nothing is sent."""
+    """'', '.', '..' and ids holding a control character (C0, DEL) raise ValueError and
+    nothing is sent."""
     with pytest.raises(ValueError, match="server_id"):
         await client.runs.list(server_id)
     assert fake.requests == []

@@ -89,6 +89,11 @@ async def test_add_remove_and_ids(fleet: RedisFleet) -> None:
     assert await fleet.server_ids() == {"a", "b", "c"}
     with pytest.raises(ValueError, match="server_id"):
         await fleet.add(["d", ".."])
+    for forged in ("d\nINFO forged", "d\x1b[2J", "d\x7f"):
+        with pytest.raises(ValueError, match="control character"):
+            await fleet.add(["d", forged])
+        with pytest.raises(ValueError, match="control character"):
+            await fleet.remove([forged])
     assert await fleet.server_ids() == {"a", "b", "c"}  # nothing written
     assert await fleet.remove(["a", "zzz"]) == 1
     status = await fleet.status()

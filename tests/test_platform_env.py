@@ -182,7 +182,9 @@ def test_invalid_server_id_names_its_source(
         ACPClient("key")
 
 
-@pytest.mark.parametrize(("value", "error"), [("", ValueError), ("..", ValueError), (5, TypeError)])
+@pytest.mark.parametrize(
+    ("value", "error"), [("", ValueError), ("..", ValueError), ("a\nb", ValueError), (5, TypeError)]
+)
 def test_invalid_server_id_argument(value: object, error: type[Exception]) -> None:
     """server_id= is checked like any server id: a wrong type is a TypeError."""
     with pytest.raises(error, match="server_id"):

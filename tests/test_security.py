@@ -282,16 +282,40 @@ async def test_link_to_another_origin_is_not_followed(
     assert sum("another origin" in r.getMessage() for r in caplog.records) == 2
 
 
+# Any character but C0 and DEL, which no server id may hold.
+ID_CHARACTERS = st.characters(
+    exclude_categories=("Cs",), exclude_characters=[*map(chr, range(0x20)), "\x7f"]
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(min_size=1, max_size=40).filter(lambda s: s not in {".", ".."}))
+@given(st.text(ID_CHARACTERS, min_size=1, max_size=40).filter(lambda s: s not in {".", ".."}))
 def test_any_server_id_is_exactly_one_path_segment(server_id: str) -> None:
-    """Whatever the id (slashes, dots, %, ?, #, unicode), it is one segment that decodes back."""
+    """Whatever the id (slashes, dots, %, ?, #, unicode, C1 controls), it is one segment
+    that decodes back."""
     url = ACPClient("k", base_url="https://acp.test/prefix").runs._url(server_id, None)
     assert url.raw_path.startswith("/prefix/v1/servers/")
     assert url.raw_path.endswith("/runtime/agent/runs")
     assert url.raw_query_string == ""
     assert url.raw_fragment == ""
     assert url.parts[1:] == ("prefix", "v1", "servers", server_id, "runtime", "agent", "runs")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.text(max_size=10),
+    st.sampled_from([*map(chr, range(0x20)), "\x7f"]),
+    st.text(max_size=10),
+)
+def test_a_server_id_holding_a_control_character_is_refused(
+    before: str, control: str, after: str
+) -> None:
+    """Any C0 character or DEL anywhere in an id: ValueError naming it escaped, no URL."""
+    server_id = before + control + after
+    runs = ACPClient("k", base_url="https://acp.test").runs
+    with pytest.raises(ValueError, match="server_id") as caught:
+        runs._url(server_id, None)
+    assert control not in str(caught.value)
 
 
 async def test_oversize_header_is_a_typed_error(fake: FakeACPServer, client: ACPClient) -> None:

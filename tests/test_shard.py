@@ -14,7 +14,15 @@ FLEET = [f"srv-{i:05d}" for i in range(6000)]
 
 @settings(max_examples=50, deadline=None)
 @given(
-    st.lists(st.text(min_size=1).filter(lambda s: s not in (".", "..")), unique=True),
+    st.lists(
+        st.text(
+            st.characters(
+                exclude_categories=("Cs",), exclude_characters=[*map(chr, range(0x20)), "\x7f"]
+            ),
+            min_size=1,
+        ).filter(lambda s: s not in (".", "..")),
+        unique=True,
+    ),
     st.integers(1, 9),
 )
 def test_every_id_goes_to_exactly_one_shard(ids: list[str], count: int) -> None:

@@ -84,6 +84,8 @@ def _cell(value: object) -> Text:
 
 
 def _table(*columns: str, footers: Sequence[Text] = ()) -> Table:
+    """A table with these column names, as text (a status a server made up may name a
+    column: it is never read as markup)."""
     table = Table(
         box=box.SIMPLE,
         padding=(0, 1, 0, 0),  # with the box's blank separator: two spaces between columns
@@ -94,7 +96,7 @@ def _table(*columns: str, footers: Sequence[Text] = ()) -> Table:
     )
     padded: list[Text] = [*footers, *[Text("")] * (len(columns) - len(footers))]
     for name, footer in zip(columns, padded, strict=True):
-        table.add_column(name, footer=footer, no_wrap=True, overflow="ellipsis")
+        table.add_column(Text(clean(name)), footer=footer, no_wrap=True, overflow="ellipsis")
     return table
 
 
@@ -133,7 +135,7 @@ def runs_table(runs: Sequence[AgentRun], *, width: int | None = None) -> Table:
     table = _table(*shown)
     for column in table.columns:
         column.min_width = natural[str(column.header)]
-        if column.header == "title":
+        if str(column.header) == "title":
             column.min_width = column.max_width = title_width
     for row in zip(*(cells[name] for name in shown), strict=True):
         table.add_row(*row)

@@ -394,6 +394,7 @@ def status_table(status: FleetStatus) -> str:
         ("failing", str(status.failing)),
         ("stream length", str(status.stream_length)),
     ]
-    rows += [(f"pending [{group}]", str(count)) for group, count in sorted(status.pending.items())]
+    pending = sorted(status.pending.items())
+    rows += [(f"pending [{clean(group)}]", str(count)) for group, count in pending]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

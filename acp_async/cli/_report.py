@@ -9,7 +9,6 @@ import http
 import json
 import re
 import sys
-import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -30,12 +29,23 @@ from ._parser import PROG
 _SECRETS: set[str] = set()
 
 
-def clean(text: object) -> str:
-    """Server-controlled text made safe for a terminal: control characters become spaces.
+# Every control character (C0, DEL and C1: U+009B is a one-character CSI to some
+# terminals) as an escape a person can read: "\x1b", "\n".
+_ESCAPES = {
+    code: {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0))
+}
 
-    A run title with an escape sequence must not recolour, move or clear the screen.
+
+def clean(text: object) -> str:
+    """Text from a server or from Redis made safe for a terminal: each control character
+    (C0, DEL, C1) escaped as ``\\x1b``, ``\\n``, ``\\r``, ``\\t``.
+
+    The one helper for every value the CLI prints as text (tables, watch lines, errors,
+    group names): a run title holding an escape sequence must not recolour, move or
+    clear the screen, nor a newline forge a line. ``--json`` output needs none of it.
     """
-    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in str(text))
+    return str(text).translate(_ESCAPES)
 
 
 # What a 401 says in every command, the one place it is worded.

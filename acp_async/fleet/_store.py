@@ -358,10 +358,7 @@ class RedisStore:
             groups = await self._groups()
         pending: dict[str, int] = {}
         for info in groups:
-            group = info["name"]
-            pending[group.decode() if isinstance(group, bytes) else str(group)] = int(
-                info["pending"]
-            )
+            pending[_text(info["name"])] = int(info["pending"])
         return FleetStatus(
             int(servers),
             int(workers),
@@ -507,8 +504,10 @@ def _entry(raw: Any) -> Entry:
 
 
 def _text(value: object) -> str | None:
+    """A value Redis holds as text (a consumer group's name, a CONFIG value): any bytes,
+    so what is not UTF-8 is kept as ``\\xff`` escapes rather than failing the caller."""
     if isinstance(value, bytes):
-        return value.decode(errors="replace")
+        return value.decode(errors="backslashreplace")
     return value if isinstance(value, str) else None
 
 
