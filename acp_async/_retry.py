@@ -109,7 +109,7 @@ class Kind(enum.Enum):
     REFUSED_REQUEST = "400/422 while no server has answered this request yet"
     REFUSED_FOR_SERVER = "400/422 once a server has answered this request"
     TRANSIENT = "connection error, timeout, 408, 409, 429, 500, 502, 503, 504"
-    INVALID = "ResponseValidationError: a body that cannot be read, decoded or structured"
+    INVALID = "ResponseValidationError: a body that cannot be decoded, structured or fingerprinted"
     OTHER = "any other ACPError: 402, 403, 404, 413, 501, a redirect off the origin"
     BUG = "any other exception: a bug, ours or a dependency's"
 
