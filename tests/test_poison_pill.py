@@ -42,15 +42,16 @@ def poisoned(depth: int = 300) -> dict[str, object]:
     return value
 
 
-def cli_code(speed: bool) -> str:
-    return ("import sys;" if speed else WITHOUT_SPEED) + CLI_MAIN
+def cli_code(speed: bool) -> str | None:
+    """None: `python -m acp_async`, as users run it; else the CLI behind WITHOUT_SPEED."""
+    return None if speed else WITHOUT_SPEED + CLI_MAIN
 
 
-async def start(code: str, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+async def start(code: str | None, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    program = ["-m", "acp_async"] if code is None else ["-c", code]
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-c",
-        code,
+        *program,
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -62,7 +63,7 @@ async def start(code: str, *args: str, env: dict[str, str]) -> asyncio.subproces
 
 @contextlib.asynccontextmanager
 async def running(
-    code: str, *args: str, env: dict[str, str]
+    code: str | None, *args: str, env: dict[str, str]
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     proc = await start(code, *args, env=env)
     try:
