@@ -358,7 +358,7 @@ class RedisStore:
             groups = await self._groups()
         pending: dict[str, int] = {}
         for info in groups:
-            pending[_text(info["name"])] = int(info["pending"])
+            pending[_group_name(info["name"])] = int(info["pending"])
         return FleetStatus(
             int(servers),
             int(workers),
@@ -504,11 +504,15 @@ def _entry(raw: Any) -> Entry:
 
 
 def _text(value: object) -> str | None:
-    """A value Redis holds as text (a consumer group's name, a CONFIG value): any bytes,
-    so what is not UTF-8 is kept as ``\\xff`` escapes rather than failing the caller."""
     if isinstance(value, bytes):
-        return value.decode(errors="backslashreplace")
+        return value.decode(errors="replace")
     return value if isinstance(value, str) else None
+
+
+def _group_name(name: bytes | str) -> str:
+    """A consumer group's name: any bytes, so what is not UTF-8 is kept as ``\\xff``
+    escapes rather than failing ``status()``."""
+    return name.decode(errors="backslashreplace") if isinstance(name, bytes) else str(name)
 
 
 def _trip_args(worker: str, max_events: int, lease: float, trip: Trip) -> list[Any]:
