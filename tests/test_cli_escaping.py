@@ -119,7 +119,7 @@ async def test_runs_list_poll_and_watch_text_escape_titles_ids_and_errors(
     assert as_json.json()[0]["title"] == f"t{HOSTILE}"
     assert_escaped(first + "".join(errors) + watched.out + watched.err)
     assert f"t{SHOWN}" in first
-    assert f"{broken}: HTTP 404 Not Found: no{SHOWN}" in errors[-1]
+    assert f"watch: {broken} is failing: 404: no{SHOWN}" in errors[-1]
 
 
 async def test_an_id_holding_a_control_character_is_a_usage_error(
