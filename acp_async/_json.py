@@ -111,7 +111,9 @@ def _std_loads(document: bytes) -> Any:
 def _decode_deep(text: str) -> Any:
     """CPython 3.11 counts each level the decoder enters against the recursion limit
     (1000, less the caller's frames): a document orjson reads is retried with room for
-    its 1024 levels. Anything deeper still raises, as a ValueError."""
+    its 1024 levels. Anything deeper still raises, as a ValueError. The limit is the
+    process's: it is only ever raised above the caller's, for this one decode (a rare
+    document: only one nested hundreds of levels deep gets here)."""
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit + LOADS_DEPTH + 64)
     try:
