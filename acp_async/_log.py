@@ -13,31 +13,24 @@ log.addHandler(logging.NullHandler())
 fleet_log = logging.getLogger("acp_async.fleet")  # a fleet worker's own lines
 watch_log = logging.getLogger("acp_async.watch")  # an in-process watch's own lines
 
-# U+2028/U+2029 end a line in some viewers as surely as "\n" does.
-_LINE_BREAKS = {"\u2028", "\u2029"}
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Every control character (C0, DEL and C1: U+009B is a one-character CSI to some
+# terminals) and the Unicode line breaks (U+2028/U+2029 end a line in some viewers as
+# surely as "\n" does), each as an escape a person can read: "\x1b", "\n", "\u2028".
+_ESCAPES = {
+    code: {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}")
+    for code in (*range(0x20), *range(0x7F, 0xA0))
+} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def escape(text: str) -> str:
     """``text`` with every control character (C0, DEL, C1) and Unicode line break written
     as an escape (``\\n``, ``\\x1b``, ``\\u2028``): a value from a server or from Redis can
-    neither forge a log line nor drive a terminal. Other text is left as it is."""
+    neither forge a log line nor drive a terminal. Other text is left as it is.
+
+    The one escaping function: log lines and the CLI's text output both use it."""
     if text.isprintable():  # the common case: nothing to escape (and no copy)
         return text
-    return "".join(_escaped(c) if _control(c) else c for c in text)
-
-
-def _control(c: str) -> bool:
-    code = ord(c)
-    return code < 0x20 or 0x7F <= code < 0xA0 or c in _LINE_BREAKS
-
-
-def _escaped(c: str) -> str:
-    named = _NAMED.get(c)
-    if named is not None:
-        return named
-    code = ord(c)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return text.translate(_ESCAPES)
 
 
 def one_line(text: str, limit: int = 200) -> str:

@@ -21,20 +21,13 @@ from .. import (
     AuthenticationError,
     ResponseValidationError,
     RunEvent,
+    _log,
     to_json,
 )
 from ._parser import PROG
 
 # The secrets of this process's client, blanked in anything printed (see `redact`).
 _SECRETS: set[str] = set()
-
-
-# Every control character (C0, DEL and C1: U+009B is a one-character CSI to some
-# terminals) as an escape a person can read: "\x1b", "\n".
-_ESCAPES = {
-    code: {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(code, f"\\x{code:02x}")
-    for code in (*range(0x20), *range(0x7F, 0xA0))
-}
 
 
 def clean(text: object) -> str:
@@ -45,7 +38,7 @@ def clean(text: object) -> str:
     group names): a run title holding an escape sequence must not recolour, move or
     clear the screen, nor a newline forge a line. ``--json`` output needs none of it.
     """
-    return str(text).translate(_ESCAPES)
+    return _log.escape(str(text))
 
 
 # What a 401 says in every command, the one place it is worded.
