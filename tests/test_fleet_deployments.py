@@ -332,6 +332,15 @@ def test_no_secret_in_the_repr_or_the_fleets_attributes() -> None:
     assert not [k for k, v in vars(fleet).items() if "s3cret" in repr(v)]
 
 
+@pytest.mark.parametrize("url", ["redis://:hunter2#x@127.0.0.1:6390/0", "redis://:hunt3r/x@h:1"])
+def test_a_malformed_url_is_refused_without_quoting_its_password(url: str) -> None:
+    """A password holding an unescaped '#' or '/' makes urlsplit read it as the port: the
+    ValueError says the URL is malformed without quoting any of it."""
+    with pytest.raises(ValueError, match="port") as caught:
+        RedisFleet(url)
+    assert "hunt" not in str(caught.value)
+
+
 async def test_the_store_says_where_redis_is_without_credentials(
     redis_cluster: RedisCluster, sentinel: RedisSentinel
 ) -> None:

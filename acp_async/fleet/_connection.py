@@ -71,8 +71,11 @@ def check_url(url: object, *, cluster: bool = False, ca: str | None = None) -> s
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError as exc:
-        raise ValueError(f"the Redis URL is not a valid URL: {exc}") from None
+    except ValueError:  # not its text: it quotes the "port", maybe a password's piece
+        raise ValueError(
+            "the Redis URL is not a valid URL (a port that is not a number, or a bad "
+            "host): percent-encode '#', '/', '?' and '@' in a password"
+        ) from None
     if parts.scheme not in _SCHEMES:
         raise ValueError(
             f"the Redis URL must start with redis://, rediss:// or unix://, not {parts.scheme!r}"
