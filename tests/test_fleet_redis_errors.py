@@ -24,7 +24,7 @@ from acp_async.testing import FakeACPServer
 
 from .conftest import wait_until
 from .redis_server import RedisServer
-from .test_cli import Result, cli_env, run
+from .test_cli import Result, cli_env, run, start
 
 PASSWORD = "pw-Secret-7f3a9c"  # the right one: never printed
 WRONG = "wrong-Secret-91c2e4"  # a wrong one: never printed either
@@ -324,3 +324,57 @@ async def test_redis_out_of_memory_is_waited_out(
     warned = [r for r in caplog.records if r.levelname == "WARNING" and "unavailable" in r.message]
     assert len(warned) == 1
     assert f"Redis at 127.0.0.1:{server.port}/0 is unavailable" in warned[0].message
+
+
+async def test_fleet_events_rides_out_redis_going_away_at_an_ack(
+    tmp_path: Path, fleet_name: str
+) -> None:
+    """Redis going away between printing an event and acknowledging it does not end
+    `fleet events`: it reads again, waits the outage out, and prints the unacknowledged
+    events again once Redis is back (at least once); SIGTERM then exits 0.
+
+    The event's line is longer than a pipe holds, so the command is stuck printing it
+    (read, not acknowledged) until the test drains stdout, after stopping Redis."""
+    server = RedisServer(tmp_path)
+    server.start()
+    big = "x" * 200_000
+    with redis.Redis(port=server.port) as admin:
+        events_key = f"acp:{{{fleet_name}}}:events"
+        run = f'{{"id":"r1","title":"{big}"}}'
+        fields = {"key": "k/1", "kind": "created", "server": "srv", "run": run, "previous": ""}
+        admin.xadd(events_key, fields)  # type: ignore[arg-type]
+        args = ["fleet", "events", "--redis", server.url, "--fleet", fleet_name, "--group", "g"]
+        proc = await start(*args, env=cli_env())
+        try:
+            await wait_until(lambda: _pending(admin, events_key) == 1, 20)  # stuck printing it
+            server.stop()
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            printed = b""
+            while printed.count(b"\n") < 1:  # its ack meets Redis away
+                printed += await asyncio.wait_for(proc.stdout.read(65536), 20)
+            server.start()  # the same port; the stream and group kept (append-only file)
+            while printed.count(b"\n") < 2:  # printed again once Redis answers
+                chunk = await asyncio.wait_for(proc.stdout.read(65536), 30)
+                assert chunk, (await proc.stderr.read()).decode()
+                printed += chunk
+            await wait_until(lambda: _pending(admin, events_key) == 0, 20)
+            assert proc.returncode is None
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            server.kill()
+    assert proc.returncode == 0, err.decode()
+    lines = err.decode(errors="replace").splitlines()
+    assert len([line for line in lines if "is unavailable" in line]) == 1, lines
+    assert len([line for line in lines if "Redis answers again" in line]) == 1, lines
+
+
+def _pending(admin: redis.Redis, events_key: str) -> int:
+    """Group g's unacknowledged events (0 before the group exists)."""
+    if not admin.exists(events_key) or not admin.xinfo_groups(events_key):
+        return 0
+    return int(admin.xpending(events_key, "g")["pending"])

@@ -322,16 +322,24 @@ async def _worker(args: argparse.Namespace, client: ACPClient) -> int:
 
 
 async def _events(args: argparse.Namespace) -> int:
+    """Print and acknowledge events until stopped. An ack that meets Redis away starts a
+    new read: it waits the outage out like any read, then walks this consumer's
+    unacknowledged events first, so they are printed again (at least once)."""
+    from ..fleet import RedisUnavailableError  # noqa: PLC0415 - the optional extra
+
     async with _open(args) as fleet:
-        stream = fleet.events(args.group, args.consumer)
-        async with contextlib.aclosing(stream):
-            async for event in stream:
-                if args.json:
-                    emit(event_json(event))
-                else:
-                    print(event_line(event), flush=True)
-                await fleet.ack(args.group, event)
-    return OK  # pragma: no cover - the stream has no end
+        while True:
+            stream = fleet.events(args.group, args.consumer)
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if args.json:
+                        emit(event_json(event))
+                    else:
+                        print(event_line(event), flush=True)
+                    try:
+                        await fleet.ack(args.group, event)
+                    except RedisUnavailableError:
+                        break
 
 
 def event_json(event: FleetEvent) -> dict[str, Any]:
