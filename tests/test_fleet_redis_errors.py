@@ -23,7 +23,7 @@ from acp_async.fleet import FleetRedisError, RedisFleet, RedisUnavailableError
 from acp_async.testing import FakeACPServer
 
 from .conftest import wait_until
-from .redis_server import RedisServer
+from .redis_server import RedisCluster, RedisServer
 from .test_cli import Result, cli_env, run, start
 
 PASSWORD = "pw-Secret-7f3a9c"  # the right one: never printed
@@ -85,6 +85,23 @@ async def test_a_refused_password_ends_every_fleet_command_in_one_line(
         )
     for result in results:
         assert_one_line(result, "the credentials were refused", PASSWORD, WRONG)
+
+
+async def test_a_refused_password_ends_a_cluster_worker_in_one_line(
+    redis_cluster: RedisCluster, fleet_name: str
+) -> None:
+    """On a Redis Cluster redis-py wraps the refused AUTH in a RedisClusterException
+    (not a RedisError, and without "WRONGPASS" in its text): still no retry can fix it,
+    so `fleet worker --redis-cluster` exits 1 at once with it as its last line."""
+    bad_url = redis_cluster.url.replace("redis://", f"redis://nobody:{WRONG}@")
+    async with FakeACPServer(servers=1) as fake:
+        args = ["--redis", bad_url, "--redis-cluster", "--fleet", fleet_name]
+        worker, add = await asyncio.gather(
+            run("fleet", "worker", *args, env=cli_env(fake), timeout=20),
+            run("fleet", "add", "srv-1", *args, env=cli_env(fake), timeout=20),
+        )
+    for result in (worker, add):
+        assert_one_line(result, "the credentials were refused", WRONG)
 
 
 @pytest.fixture

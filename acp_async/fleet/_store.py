@@ -456,18 +456,22 @@ def classify(exc: Exception, address: str, keys: Keys) -> FleetRedisError | None
 def _fatal(exc: Exception, keys: Keys) -> str | None:
     """What about ``exc`` no retry can fix, for people; None when a retry may. Replies
     of a script carry the code inside their text (``WRONGTYPE ... script: ...``, or on
-    Redis 6 ``Error running script ...: WRONGTYPE ...``), so the text is read too."""
-    text = str(exc)
+    Redis 6 ``Error running script ...: WRONGTYPE ...``), so the text is read too. The
+    errors ``exc`` was raised from count as well: redis-py's cluster client raises a
+    ``RedisClusterException`` from the refused AUTH of every startup node."""
+    chain = list(_causes(exc))
+    text = " ".join(map(str, chain))
     # A client that has not authenticated and sends a long command (a worker's round
     # trip) is cut off with "Protocol error: unauthenticated multibulk length", not NOAUTH.
-    if isinstance(exc, AuthenticationError | AuthenticationWrongNumberOfArgsError) or any(
+    refused = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
+    if any(isinstance(e, refused) for e in chain) or any(
         code in text for code in ("WRONGPASS", "NOAUTH", "unauthenticated")
     ):
         return (
             "the credentials were refused (or none were given); check the user and "
             "password in the Redis URL"
         )
-    if isinstance(exc, NoPermissionError) or "NOPERM" in text:
+    if any(isinstance(e, NoPermissionError) for e in chain) or "NOPERM" in text:
         return (
             "the Redis user may not run a command the fleet needs; its ACL must allow the "
             f"keys {keys.due.rpartition(':')[0]}:* and the fleet's commands"
@@ -480,6 +484,17 @@ def _fatal(exc: Exception, keys: Keys) -> str | None:
     if "not an integer" in text:
         return f"the fleet's counter {keys.seq} is not an integer; set it above every claim token"
     return None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors it was raised from (``raise ... from``; not those it merely
+    met while handling another, which may be long past)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
 
 
 def valid_server_id(member: bytes) -> str | None:
