@@ -258,7 +258,8 @@ async def test_work_raises_on_a_refused_token(fleet: RedisFleet) -> None:
 
 @every_deployment
 async def test_failing_servers_are_counted_not_streamed(fleet: RedisFleet) -> None:
-    """A 404 server is counted in status().failing and retried; the stream holds no errors."""
+    """A 404 server is counted in status().failing, listed by failing() with its error
+    (the errors hash, on every deployment) and retried; the stream holds no errors."""
     async with FakeACPServer(servers=2, runs_per_server=2) as fake:
         bad, good = fake.server_ids
         fake.fail("status", status=404, times=1000, server_id=bad)
@@ -268,6 +269,9 @@ async def test_failing_servers_are_counted_not_streamed(fleet: RedisFleet) -> No
             async with asyncio.timeout(10):
                 while (await fleet.status()).failing != 1:
                     await asyncio.sleep(0.02)
+        failing = await fleet.failing()
+    assert list(failing) == [bad]
+    assert failing[bad].startswith("404"), failing
     assert {e.server_id for e in events} == {good}
     assert (await fleet.status()).stream_length == 2
 
