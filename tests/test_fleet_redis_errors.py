@@ -354,7 +354,9 @@ async def test_fleet_events_rides_out_redis_going_away_at_an_ack(
     (read, not acknowledged) until the test drains stdout, after stopping Redis."""
     server = RedisServer(tmp_path)
     server.start()
-    big = "x" * 200_000
+    # Far more than the pipe (64 KiB) and this side's stream buffer (up to ~192 KiB before
+    # it stops reading) hold together: the command cannot finish printing, so cannot ack.
+    big = "x" * 2_000_000
     with redis.Redis(port=server.port) as admin:
         events_key = f"acp:{{{fleet_name}}}:events"
         run = f'{{"id":"r1","title":"{big}"}}'
@@ -362,18 +364,18 @@ async def test_fleet_events_rides_out_redis_going_away_at_an_ack(
         admin.xadd(events_key, fields)  # type: ignore[arg-type]
         args = ["fleet", "events", "--redis", server.url, "--fleet", fleet_name, "--group", "g"]
         proc = await start(*args, env=cli_env())
+        err = b""
         try:
             await wait_until(lambda: _pending(admin, events_key) == 1, 20)  # stuck printing it
-            server.stop()
+            await asyncio.to_thread(server.stop)  # the loop meanwhile keeps the pipes read
             assert proc.stdout is not None
-            assert proc.stderr is not None
             printed = b""
             while printed.count(b"\n") < 1:  # its ack meets Redis away
                 printed += await asyncio.wait_for(proc.stdout.read(65536), 20)
-            server.start()  # the same port; the stream and group kept (append-only file)
+            await asyncio.to_thread(server.start)  # the same port; the stream and group kept
             while printed.count(b"\n") < 2:  # printed again once Redis answers
                 chunk = await asyncio.wait_for(proc.stdout.read(65536), 30)
-                assert chunk, (await proc.stderr.read()).decode()
+                assert chunk, "fleet events closed its stdout"
                 printed += chunk
             await wait_until(lambda: _pending(admin, events_key) == 0, 20)
             assert proc.returncode is None
@@ -382,7 +384,9 @@ async def test_fleet_events_rides_out_redis_going_away_at_an_ack(
         finally:
             if proc.returncode is None:
                 proc.kill()
-                await proc.wait()
+                # communicate, not wait: a full stdout pipe would keep wait() from returning.
+                _, err = await asyncio.wait_for(proc.communicate(), 15)
+                print(err.decode(errors="replace"))  # shown when the test fails
             server.kill()
     assert proc.returncode == 0, err.decode()
     lines = err.decode(errors="replace").splitlines()
