@@ -279,9 +279,10 @@ def test_the_cli_takes_no_name_out_of_a_private_module() -> None:
 def test_only_the_fleet_store_imports_redis() -> None:
     """Every Redis command of a fleet is sent by ``fleet._store``: no other module of the
     fleet imports redis at runtime but ``fleet._connection``, which makes and checks
-    clients and sends nothing (the package's ``__init__`` only checks the extra is
-    installed), and the engine both stores share (``_watch``) knows neither Redis nor the
-    fleet."""
+    clients, and ``fleet._classify``, which sorts redis-py's exceptions (it must name
+    their classes), both sending nothing (the package's ``__init__`` only checks the
+    extra is installed), and the engine both stores share (``_watch``) knows neither
+    Redis nor the fleet."""
     importers = set()
     for name, tree in _trees():
         for node in _imports(name, tree):
@@ -299,6 +300,9 @@ def test_only_the_fleet_store_imports_redis() -> None:
         "acp_async.fleet",
         "acp_async.fleet._store",
         "acp_async.fleet._connection",
+        # Split out of _store so it sends commands and nothing else: deciding what an
+        # error means needs redis-py's exception classes, never a client.
+        "acp_async.fleet._classify",
     }
     assert not {name for name in importers if name.startswith("acp_async._watch")}
 

@@ -111,7 +111,8 @@ def test_classify_sorts_redis_errors_as_the_contract_lists() -> None:
     from redis import exceptions as e
 
     from acp_async.fleet import FleetRedisError, RedisUnavailableError
-    from acp_async.fleet._store import Keys, classify
+    from acp_async.fleet._classify import classify
+    from acp_async.fleet._store import Keys
 
     keys = Keys.of("f")
     fatal = [

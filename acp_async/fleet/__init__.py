@@ -21,9 +21,10 @@ The package: ``_fleet`` (``RedisFleet``: options, lifecycle, the calls), ``model
 (``FleetEvent``, ``FleetStatus``), ``_errors`` (``FleetRedisError``,
 ``RedisUnavailableError``), ``_connection`` (the Redis client: made from a URL, a Cluster
 node or sentinels, or borrowed and checked), ``_store`` (every Redis command: key names,
-the ``scripts/*.lua``, reads and acks, what Redis's errors mean), ``_outage`` (Redis
-away: said once, waited out), ``_worker`` (one worker's claim lifecycle) and ``_events``
-(a consumer group's reader). The watch engine they run is ``acp_async._watch``.
+the ``scripts/*.lua``, reads and acks), ``_classify`` (what Redis's errors mean),
+``_outage`` (Redis away: said once, waited out), ``_worker`` (one worker's claim
+lifecycle) and ``_events`` (a consumer group's reader). The watch engine they run is
+``acp_async._watch``.
 """
 
 try:

@@ -1,7 +1,8 @@
 """A fleet's Redis client: made from a URL (one server, or a node of a Redis Cluster) or
 from sentinels, or borrowed from the caller and checked.
 
-Besides ``_store`` the only module of the fleet that imports redis; it sends no command.
+Besides ``_store`` and ``_classify`` the only module of the fleet that imports redis; it
+sends no command.
 A client made here gets no redis-py retries (``retry=`` with none): the fleet's own
 backoff is the only one, so a refused password surfaces at once. A borrowed client is
 never closed by the fleet, and must read RESP2 replies as bytes, which the store parses.

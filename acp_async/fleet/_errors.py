@@ -4,7 +4,7 @@
     └── FleetRedisError            no retry can fix it: work() and events() end with it
         └── RedisUnavailableError  Redis away or busy for now: work() and events() wait it out
 
-Which Redis error is which is decided once, by ``_store.classify``. Every message names
+Which Redis error is which is decided once, by ``_classify.classify``. Every message names
 Redis by ``host:port/db`` (``address``), never with its password.
 """
 

@@ -1,8 +1,8 @@
 """The fleet's Redis store: every Redis command a fleet sends is sent from here.
 
 Callers ask for a fleet's operations (a worker's round trip, add, remove, status, a
-consumer's read, claim and ack), never for commands: key names, scripts, the shape of
-replies and which Redis errors mean what stay in this module.
+consumer's read, claim and ack), never for commands: key names, scripts and the shape of
+replies stay in this module.
 
 Every key of a fleet shares the ``{name}`` hash tag, so the scripts run on Redis
 Cluster too. Times are Redis's own clock (``TIME``), so workers' clocks never matter.
@@ -30,10 +30,11 @@ The store takes a ready client (``RedisStore(client, name)``, borrowed: never cl
 (``_connection`` makes and checks them). No command goes through a pipeline, so nothing
 is ever sent across slots.
 
-What Redis's errors mean is decided here, once (``classify``): every call raises
-``FleetRedisError`` for what no retry can fix and ``RedisUnavailableError`` for the rest,
-never a redis-py exception. Entries that are not the fleet's (a due member that is not a
-valid server id, a state that cannot be read) are reported to the worker, not raised.
+What Redis's errors mean is decided elsewhere, once (``_classify.classify``): every call
+here raises ``FleetRedisError`` for what no retry can fix and ``RedisUnavailableError``
+for the rest, never a redis-py exception. Entries that are not the fleet's (a due member
+that is not a valid server id, a state that cannot be read) are reported to the worker,
+not raised.
 """
 
 from __future__ import annotations
@@ -46,21 +47,14 @@ from typing import Any, NamedTuple, cast
 
 import attrs
 import redis.asyncio as aioredis
-from redis.exceptions import (
-    AuthenticationError,
-    AuthenticationWrongNumberOfArgsError,
-    DataError,
-    NoPermissionError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import ResponseError
 
 from .. import _validate
 from .._log import one_line
 from .._watch._state import ServerState, UnreadableState
 from . import _connection
-from ._errors import FleetRedisError, RedisUnavailableError
+from ._classify import classify
+from ._errors import FleetRedisError
 from .models import FleetStatus
 
 __all__ = (
@@ -73,7 +67,6 @@ __all__ = (
     "RedisStore",
     "Reply",
     "Trip",
-    "classify",
     "stop_if_cancelled",
     "valid_server_id",
 )
@@ -423,78 +416,6 @@ class RedisStore:
         """Acknowledge entries for ``group``; how many were pending."""
         with self._errors():
             return int(await self._redis.xack(self.keys.events, group, *entry_ids))
-
-
-# What Redis, or the way to it, raises: redis-py's errors, its cluster client's own
-# (not RedisErrors) and the socket's.
-_REDIS_SIDE = (RedisError, RedisClusterException, OSError)
-
-
-def classify(exc: Exception, address: str, keys: Keys) -> FleetRedisError | None:
-    """What an exception met while talking to Redis means for a fleet; None for one that
-    is not Redis's (a bug, ours or a dependency's: it goes on as it is).
-
-    ``FleetRedisError`` for what no retry can fix: a refused password (WRONGPASS,
-    NOAUTH), an ACL denial (NOPERM), a fleet key of the wrong type (WRONGTYPE), the fleet
-    counter not an integer. ``RedisUnavailableError`` for every other error from Redis or
-    from the way to it (refused, reset, DNS, timeouts, LOADING, READONLY, CLUSTERDOWN,
-    TRYAGAIN, MOVED storms, Sentinel's master not found, OOM, and any error Redis
-    answers that is not listed). A redis-py ``DataError`` is refused by the client before
-    anything is sent (an argument of ours): a bug, not Redis's. redis-py's cluster client
-    raises some errors (``RedisClusterException``: no node reachable, a slot not
-    covered) that are not ``RedisError``s; they are Redis's too.
-    """
-    if isinstance(exc, DataError) or not isinstance(exc, _REDIS_SIDE):
-        return None
-    text = f"{type(exc).__name__}: {exc}"
-    fatal = _fatal(exc, keys)
-    if fatal is not None:
-        return FleetRedisError(f"Redis at {address}: {fatal} ({text})", address=address)
-    return RedisUnavailableError(f"Redis at {address} is unavailable: {text}", address=address)
-
-
-def _fatal(exc: Exception, keys: Keys) -> str | None:
-    """What about ``exc`` no retry can fix, for people; None when a retry may. Replies
-    of a script carry the code inside their text (``WRONGTYPE ... script: ...``, or on
-    Redis 6 ``Error running script ...: WRONGTYPE ...``), so the text is read too. The
-    errors ``exc`` was raised from count as well: redis-py's cluster client raises a
-    ``RedisClusterException`` from the refused AUTH of every startup node."""
-    chain = list(_causes(exc))
-    text = " ".join(map(str, chain))
-    # A client that has not authenticated and sends a long command (a worker's round
-    # trip) is cut off with "Protocol error: unauthenticated multibulk length", not NOAUTH.
-    refused = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
-    if any(isinstance(e, refused) for e in chain) or any(
-        code in text for code in ("WRONGPASS", "NOAUTH", "unauthenticated")
-    ):
-        return (
-            "the credentials were refused (or none were given); check the user and "
-            "password in the Redis URL"
-        )
-    if any(isinstance(e, NoPermissionError) for e in chain) or "NOPERM" in text:
-        return (
-            "the Redis user may not run a command the fleet needs; its ACL must allow the "
-            f"keys {keys.due.rpartition(':')[0]}:* and the fleet's commands"
-        )
-    if "WRONGTYPE" in text:
-        return (
-            "a fleet key holds a value of the wrong type (something else wrote to "
-            f"{keys.due.rpartition(':')[0]}:*); remove or rename that key"
-        )
-    if "not an integer" in text:
-        return f"the fleet's counter {keys.seq} is not an integer; set it above every claim token"
-    return None
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and the errors it was raised from (``raise ... from``; not those it merely
-    met while handling another, which may be long past)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__
 
 
 def valid_server_id(member: bytes) -> str | None:
