@@ -430,10 +430,10 @@ async def test_an_unreadable_saved_state_starts_afresh(
     fleet: RedisFleet, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A server whose saved state cannot be read does not stop the worker: its runs are
-    reported again as created, under the keys they had (never updated). Both ways: a
-    header of a newer format (read at the claim: that claim is a failing poll, logged
-    once, and the next poll starts afresh) and a bad run record behind a good header
-    (read when the page changes)."""
+    reported again as created, under the keys they had (never updated). Both ways, each
+    a failing poll logged once, after which the next poll starts afresh: a header of a
+    newer format (read at the claim) and a bad run record behind a good header (read
+    when the page changes)."""
     from acp_async.fleet._store import RedisStore
 
     async with FakeACPServer(servers=1, runs_per_server=2) as fake:
@@ -451,13 +451,60 @@ async def test_an_unreadable_saved_state_starts_afresh(
             third = await collect(fleet, 3)
             assert not task.done()
     unreadable = [m for m in caplog.messages if "its saved state in Redis cannot be read" in m]
-    assert len(unreadable) == 1
-    assert unreadable[0].startswith(f"fleet: {sid}: ")
+    assert len(unreadable) == 2
+    assert all(m.startswith(f"fleet: {sid}: ") for m in unreadable)
     keys = sorted(e.key for e in first)
     assert sorted(e.key for e in again) == keys
     assert {e.kind for e in again} == {"created"}
     assert {e.kind for e in third} == {"created"}
     assert set(keys) < {e.key for e in third}
+
+
+async def test_a_bad_run_record_behind_a_good_header_is_one_failing_poll(
+    fleet_redis: FleetRedis, fleet_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A saved state whose header reads but whose run records do not (found only when a
+    changed page makes the poll read them) goes the way of one unreadable at the claim:
+    one WARNING on the fleet's logger naming the server, counted in
+    acp_fleet_dropped_entries_total{kind="state"}, a failing poll for that server, and
+    from its next poll the runs come again as created."""
+    from prometheus_client import CollectorRegistry
+
+    from acp_async.fleet._store import RedisStore
+    from acp_async.metrics import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    dropped = "acp_fleet_dropped_entries_total"
+    options = {"interval": 0.05, "lease": 1.0, "limit": 20}
+    metrics = PrometheusMetrics(registry)
+    async with (
+        fleet_redis.fleet(fleet_name, metrics=metrics, **options) as fleet,
+        FakeACPServer(servers=1, runs_per_server=2) as fake,
+    ):
+        [sid] = fake.server_ids
+        await fleet.add([sid])
+        with caplog.at_level("INFO", logger="acp_async"):
+            async with working(fleet, fake) as task:
+                first = await collect(fleet, 2)
+                store: RedisStore = fleet._store  # type: ignore[assignment]
+                saved = await store._redis.hget(store.keys.state, sid)  # type: ignore[misc]
+                token, _, blob = saved.partition(b":")
+                bad = blob[:24] + bytes([200]) + blob[25:]  # the first run's status code
+                await store._redis.hset(store.keys.state, sid, token + b":" + bad)  # type: ignore[misc]
+                fake.add_run(sid, status="completed")  # the page changes: its runs are read
+                again = await collect(fleet, 3)
+                assert not task.done()
+    records = [r for r in caplog.records if "saved state" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in records] == [("acp_async.fleet", "WARNING")]
+    assert records[0].getMessage().startswith(f"fleet: {sid}: its saved state in Redis cannot")
+    assert "(not a packed watch state: status code 200)" in records[0].getMessage()
+    assert registry.get_sample_value(dropped, {"kind": "state"}) == 1
+    assert registry.get_sample_value("acp_watch_polls_total", {"result": "error"}) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(f"{sid} is failing" in m for m in messages)  # said once, above
+    assert f"fleet: {sid} recovered" in messages  # it was failing until its next poll
+    assert {e.kind for e in again} == {"created"}
+    assert {e.key for e in first} < {e.key for e in again}
 
 
 async def test_a_run_nested_300_levels_deep_does_not_kill_the_worker(

@@ -24,7 +24,7 @@ from .._retry import Context, Verdict, decide
 from ..errors import ResponseValidationError
 from ..models import AgentRunList, RunEvent
 from ._diff import Change, summary
-from ._poll import FetchPage, poll
+from ._poll import FetchPage, Polled, poll
 from ._settle import Settled, contained, settle
 from ._state import Seen, ServerState, fingerprint, id_digest
 from ._transitions import Transitions
@@ -195,7 +195,12 @@ class Watcher:
         """One server's poll, settled. This is that server's boundary: whatever else it
         raises is that server's failure (see ``contained``), never the watch's end."""
         try:
-            return settle(known, await poll(self._fetch, sid, self._limit, known), self._interval)
+            outcome = await poll(self._fetch, sid, self._limit, known)
+            if isinstance(outcome, Polled) and outcome.unreadable:
+                watch_log.warning(
+                    "watch: the saved state of %s: %s; starting afresh", sid, outcome.unreadable
+                )
+            return settle(known, outcome, self._interval)
         except Exception as exc:  # one server's isolation boundary, and only here
             return settle(known, contained(exc, sid, Context.WATCH), self._interval)
 

@@ -43,6 +43,10 @@ class Polled:
     fresh: ServerState
     changes: list[Change]
     against: ServerState  # what was known (empty if the known state could not be read)
+    # Why the known state's runs could not be read ("": they could), found when a changed
+    # page was diffed: the page was diffed against an empty state instead. The caller
+    # says so (the in-process watch goes on afresh; a fleet worker fails the poll).
+    unreadable: str = ""
 
 
 GAP_CAP = 16  # gap closing doubles limit up to this many times the watch's limit
@@ -72,14 +76,15 @@ async def poll(fetch: FetchPage, sid: str, limit: int, known: ServerState) -> Po
     def parse(body: Any) -> Polled:
         nonlocal known
         items = _converter.page_items(body)
+        unreadable = ""
         try:
             fresh, changes = diff(items, known)
         except UnreadableState as exc:  # its runs, read now for a changed page
-            log.warning("watch: the saved state of %s: %s; starting afresh", sid, exc)
+            unreadable = str(exc)
             known = ServerState(quiet_polls=known.quiet_polls)
             fresh, changes = diff(items, known)
         fresh.page = digest
-        return Polled(items, fresh, changes, known)
+        return Polled(items, fresh, changes, known, unreadable)
 
     try:
         polled = await fetch(sid, limit, parse, peek)

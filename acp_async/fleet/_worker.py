@@ -10,8 +10,9 @@ appended twice; an error no retry can fix (``FleetRedisError``) ends the worker.
 
 Entries in Redis that are not the fleet's never stop it: a claimed due member that is not
 a valid server id is removed (and logged by the worker whose removal succeeded, so once
-per fleet); a claimed server whose saved state cannot be read is not polled: the claim
-commits as a failing poll with an empty state, so the server starts afresh.
+per fleet); a claimed server whose saved state cannot be read is not polled (or, when
+only its runs cannot be read, found as a changed page is diffed, that page is dropped):
+the claim commits as a failing poll with an empty state, so the server starts afresh.
 
 One claim's life. Each stage is one collection of the ``Worker``; each arrow is one
 method, named beside it::
@@ -69,6 +70,8 @@ import socket
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
+import attrs
+
 from .. import _converter, _json
 from .._log import fleet_log as log
 from .._log import one_line
@@ -76,6 +79,7 @@ from .._observe import Observer
 from .._retry import Context, Verdict, decide
 from .._watch._poll import Polled, poll
 from .._watch._settle import contained, settle
+from .._watch._state import ServerState
 from .._watch._transitions import Transitions
 from ..errors import ACPError, APITimeoutError
 from ._errors import FleetRedisError, RedisUnavailableError
@@ -417,6 +421,9 @@ class Worker:
             return self._unreadable(claim)
         try:
             outcome = await poll(self._fetch, sid, self._limit, claim.state)
+            if isinstance(outcome, Polled) and outcome.unreadable:  # its runs, read just now
+                afresh = attrs.evolve(claim, state=ServerState(), unreadable=outcome.unreadable)
+                return self._unreadable(afresh)
             if not _ends(outcome):
                 return self._commit(claim, outcome)
         except Exception as exc:  # one server's isolation boundary, and only here
@@ -425,8 +432,10 @@ class Worker:
         raise outcome
 
     def _unreadable(self, claim: Claim) -> Commit:
-        """A claim whose saved state cannot be read: a failing poll, not sent, whose
-        commit writes an empty state (the server starts afresh at its next poll)."""
+        """A claim whose saved state cannot be read: a failing poll whose commit writes an
+        empty state (the server starts afresh at its next poll). The one place for both
+        ways it is found: at the claim (not polled), or when a changed page made the poll
+        read the runs behind a good header (that page is dropped)."""
         why = f"its saved state in Redis cannot be read ({claim.unreadable}); it starts afresh"
         log.warning("fleet: %s: %s", claim.server_id, why)
         self._observer.fleet_dropped("state")
