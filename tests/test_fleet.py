@@ -19,6 +19,7 @@ from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
 from .conftest import every_deployment, settled, wait_until
+from .cutting_proxy import CuttingProxy
 from .redis_server import FleetRedis, RedisServer
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
@@ -505,6 +506,40 @@ async def test_a_bad_run_record_behind_a_good_header_is_one_failing_poll(
     assert f"fleet: {sid} recovered" in messages  # it was failing until its next poll
     assert {e.kind for e in again} == {"created"}
     assert {e.key for e in first} < {e.key for e in again}
+
+
+async def test_a_failed_drop_of_a_bad_member_strands_no_claim(
+    redis_server: RedisServer, fleet_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection drops as a worker removes a bad due member its round trip claimed
+    (the trip's script had landed): the servers that trip claimed are polled at once,
+    not held until their lease ends (the trip was retried and claimed nothing), and the
+    worker goes on; the member is left for the claim after its lease."""
+    import hashlib
+
+    from redis.asyncio.client import Redis
+
+    from acp_async.fleet._store import SCRIPTS
+
+    remove = hashlib.sha1(SCRIPTS["remove"].encode()).hexdigest().encode()  # EVALSHA's
+    bad = b"\xff\xfe"
+    async with (
+        CuttingProxy(redis_server.port).running() as proxy,
+        FakeACPServer(servers=2, runs_per_server=1) as fake,
+        RedisFleet(f"redis://127.0.0.1:{proxy.port}/0", name=fleet_name, lease=30) as fleet,
+        Redis(port=redis_server.port) as raw,
+    ):
+        await fleet.add(fake.server_ids)
+        await raw.zadd(f"acp:{{{fleet_name}}}:due", {bad: 0})
+        proxy.cut_request(remove)
+        with caplog.at_level("DEBUG", logger="acp_async.fleet"):
+            async with working(fleet, fake) as task:
+                await wait_until(lambda: len(fake.requests) >= 2, 5)
+                assert not task.done()
+        assert {r.server_id for r in fake.requests} == set(fake.server_ids)
+        assert proxy.cuts == 1
+        assert await raw.zscore(f"acp:{{{fleet_name}}}:due", bad) is not None  # left for later
+    assert any("could not drop" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_run_nested_300_levels_deep_does_not_kill_the_worker(

@@ -168,9 +168,9 @@ class Reply(NamedTuple):
     now: float  # Redis's clock
     claimed: list[Claim]
     next_due: float | None  # when the next server is due, if none was due to claim
-    # Due members that are not valid server ids, claimed and then removed by this trip
-    # (another worker's removal of the same member is not among them).
-    dropped: Sequence[bytes] = ()
+    # Due members that are not valid server ids, claimed by this trip: the worker
+    # removes them (``remove``), outside the trip, so a failed removal never retries it.
+    invalid: Sequence[bytes] = ()
     failing: int = 0  # servers failing in the fleet, after this trip's commits
 
 
@@ -230,10 +230,10 @@ class RedisStore:
         by an earlier try whose reply was lost) or ``fenced`` (the claim is gone). Then
         Redis's time, the claims, and (when none was due) when the next server is due.
 
-        Claimed due members that are not valid server ids are removed from the fleet,
-        each by one removal of its own, so across workers exactly one removal of a member
-        succeeds: those this call removed are ``dropped``. A claimed server whose saved
-        state cannot be read is claimed with an empty state and ``unreadable`` set.
+        Claimed due members that are not valid server ids are ``invalid``, for the
+        caller to remove (each by one removal of its own, so across workers exactly one
+        removal of a member succeeds). A claimed server whose saved state cannot be read
+        is claimed with an empty state and ``unreadable`` set.
         """
         # The leases begin on Redis after this moment: counted from here, they end early.
         expires = asyncio.get_running_loop().time() + lease
@@ -254,8 +254,7 @@ class RedisStore:
             late = max(0.0, now - float(due))
             state, unreadable = _saved_state(saved)
             claims.append(Claim(server_id, token, late, state, expires, arrived, unreadable))
-        dropped = [member for member in invalid if await self.remove([member]) == 1]
-        return Reply(results, now, claims, next_due, dropped, int(reply[3]))
+        return Reply(results, now, claims, next_due, invalid, int(reply[3]))
 
     async def release(self, claims: Sequence[Claim]) -> int:
         """Hand claims back (due at once); how many were still ours."""

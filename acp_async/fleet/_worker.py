@@ -465,7 +465,14 @@ class Worker:
     async def _round_trip(self, trip: Trip) -> Reply:
         """The trip, retried until Redis answers (with the same tokens: a retried commit
         is never appended twice); a ``FleetRedisError`` no retry fixes ends the worker.
-        Due members the trip removed are logged here, by the worker that removed them."""
+        Then the due members it claimed that are not server ids are dropped, once the
+        trip is done: a failed drop never sends the trip again."""
+        reply = await self._trip(trip)
+        for member in reply.invalid:
+            await self._drop(member)
+        return reply
+
+    async def _trip(self, trip: Trip) -> Reply:
         while True:
             try:
                 reply = await self._store.round_trip(
@@ -478,13 +485,23 @@ class Worker:
                 await self._outage.wait(exc)
                 continue
             self._outage.answered()
-            for member in reply.dropped:
-                log.warning(
-                    "fleet: dropped %s from the fleet's due set: not a valid server id",
-                    _shown(member),
-                )
-                self._observer.fleet_dropped("due")
             return reply
+
+    async def _drop(self, member: bytes) -> None:
+        """Remove a claimed due member that is not a server id; logged by the worker whose
+        removal succeeded, so once per fleet. Redis away: it stays claimed, and comes due
+        again (for any worker to drop) when its lease ends."""
+        try:
+            removed = await self._store.remove([member])
+        except RedisUnavailableError as exc:
+            log.debug("fleet: could not drop %s now (%s); it comes again", _shown(member), exc)
+            return
+        if removed == 1:
+            log.warning(
+                "fleet: dropped %s from the fleet's due set: not a valid server id",
+                _shown(member),
+            )
+            self._observer.fleet_dropped("due")
 
     def _report(self, commit: Commit, result: str) -> None:
         """A commit's result: counted, and logged when its server started failing or
