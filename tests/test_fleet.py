@@ -542,6 +542,42 @@ async def test_a_failed_drop_of_a_bad_member_strands_no_claim(
     assert any("could not drop" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_commit_whose_reply_was_lost_counts_its_events(
+    redis_server: RedisServer, fleet_name: str
+) -> None:
+    """The reply of a round trip carrying a commit is lost (the script ran): the trip is
+    retried, the commit comes back ``done``, and its events, appended once by the first
+    try, are counted (acp_watch_events_total) like those of an ``ok``."""
+    from prometheus_client import CollectorRegistry
+
+    from acp_async.metrics import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    async with (
+        CuttingProxy(redis_server.port).running() as proxy,
+        FakeACPServer(servers=1, runs_per_server=1) as fake,
+        RedisFleet(
+            f"redis://127.0.0.1:{proxy.port}/0", name=fleet_name, interval=0.05, metrics=metrics
+        ) as fleet,
+    ):
+        [sid] = fake.server_ids
+        [run] = fake.runs(sid)
+        await fleet.add([sid])
+        proxy.cut_reply(run["id"].encode())  # only a commit's events carry the run
+        created = {"kind": "created"}
+        async with working(fleet, fake) as task:
+            await wait_until(lambda: proxy.cuts == 1, 5)
+            ok = {"result": "ok"}
+            await wait_until(lambda: registry.get_sample_value("acp_fleet_commits_total", ok), 5)
+            assert not task.done()
+        events = await collect(fleet, 1)
+        status = await fleet.status()
+    assert [e.run.id for e in events] == [run["id"]]
+    assert status.stream_length == 1  # appended once
+    assert registry.get_sample_value("acp_watch_events_total", created) == 1
+
+
 async def test_a_run_nested_300_levels_deep_does_not_kill_the_worker(
     fleet: RedisFleet, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -513,12 +513,13 @@ class Worker:
             self._counts.fenced += 1
             self._observer.fleet_committed("fenced")
             return
+        # "done": an earlier try of this very trip landed and its reply was lost, so its
+        # events were appended (once) and never counted: they are counted now.
         self._counts.commits += 1
         self._observer.fleet_committed("ok")
-        if result == "ok":
-            self._counts.events += len(commit.events)
-            for _, kind, _, _ in commit.events:
-                self._observer.watch_event(kind)  # type: ignore[arg-type]
+        self._counts.events += len(commit.events)
+        for _, kind, _, _ in commit.events:
+            self._observer.watch_event(kind)  # type: ignore[arg-type]
         was_failing = commit.claim.state.errors > 0
         if commit.failed and not was_failing and not commit.claim.unreadable:
             self._transitions.failing(sid, commit.error)
