@@ -103,6 +103,17 @@ def test_every_key_of_a_fleet_shares_its_hash_tag() -> None:
     assert len(set(names)) == 7
 
 
+def test_entries_autoclaim_finds_gone_are_skipped() -> None:
+    """Redis 6.2's XAUTOCLAIM answers an entry deleted or trimmed while pending as nil,
+    which redis-py gives as (None, None): skipped, never an entry "None" whose ack Redis
+    would refuse. One trimmed with its id kept (no fields) is still an entry to ack."""
+    from acp_async.fleet._store import Entry, _autoclaimed
+
+    fields = {b"kind": b"created"}
+    reply = [b"0-0", [(b"1-0", fields), (None, None), (b"2-0", None)], []]
+    assert _autoclaimed(reply) == [Entry("1-0", fields), Entry("2-0", {})]
+
+
 def test_classify_sorts_redis_errors_as_the_contract_lists() -> None:
     """Fatal: refused credentials, NOPERM, WRONGTYPE (also inside a script's error), a
     counter that is not an integer. Waited out: every other error from Redis or the way

@@ -409,7 +409,7 @@ class RedisStore:
                 )
             except ResponseError as exc:
                 raise _group_missing(exc) from exc
-        return [_entry(raw) for raw in reply[1]]
+        return _autoclaimed(reply)
 
     async def ack(self, group: str, *entry_ids: str) -> int:
         """Acknowledge entries for ``group``; how many were pending."""
@@ -431,6 +431,15 @@ def valid_server_id(member: bytes) -> str | None:
 def _group_missing(exc: ResponseError) -> Exception:
     """``GroupMissing`` for Redis's NOGROUP; any other error as it is."""
     return GroupMissing(str(exc)) if "NOGROUP" in str(exc) else exc
+
+
+def _autoclaimed(reply: Any) -> list[Entry]:
+    """The entries of an ``XAUTOCLAIM`` reply. Redis 6.2 answers an entry deleted or
+    trimmed while pending as nil, which redis-py gives as ``(None, None)``: gone, and
+    without its id nothing can be acknowledged, so it is skipped (the consumer's own
+    pending read at its next start gives its id, with no fields, and acks it; Redis 7
+    drops such entries from the pending list itself)."""
+    return [_entry(raw) for raw in reply[1] if raw is not None and raw[0] is not None]
 
 
 def _entry(raw: Any) -> Entry:
