@@ -91,6 +91,53 @@ async def test_two_fleets_on_different_masters_work_side_by_side(
     assert {e.server_id for e in got_second} == set(theirs)
 
 
+async def test_the_persistence_check_asks_the_master_of_the_fleets_slot(
+    redis_cluster: RedisCluster,
+) -> None:
+    """On a Redis Cluster, whether Redis persists the fleet is asked of the master that
+    holds the fleet's keys, not of the client's default node: that master persisting
+    nothing is found while the default one persists, and the reverse."""
+    from acp_async.fleet._store import RedisStore
+
+    client = aioredis.RedisCluster.from_url(redis_cluster.url)
+    try:
+        await client.initialize()
+        default = client.get_default_node()
+        name = next(
+            f"persist-{i}"
+            for i in range(100)
+            if client.get_node_from_key(Keys.of(f"persist-{i}").due).name != default.name
+        )
+        master = client.get_node_from_key(Keys.of(name).due)
+        [fleets, defaults] = [
+            next(n for n in redis_cluster.nodes if n.port == node.port)
+            for node in (master, default)
+        ]
+        store = RedisStore(client, name)  # type: ignore[arg-type]
+        assert await store.persists() is True  # every node: AOF on
+        try:
+            fleets.cli("CONFIG", "SET", "appendonly", "no")
+            assert await store.persists() is False
+            await _aof_on(fleets)
+            defaults.cli("CONFIG", "SET", "appendonly", "no")
+            assert await store.persists() is True
+        finally:
+            for node in (fleets, defaults):
+                await _aof_on(node)
+    finally:
+        await client.aclose()
+
+
+async def _aof_on(node: RedisServer) -> None:
+    """AOF on again, once its first rewrite is written: until then the node refuses to
+    shut down ("Writing initial AOF, can't exit")."""
+    node.cli("CONFIG", "SET", "appendonly", "yes")
+    busy = ("aof_rewrite_in_progress:1", "aof_rewrite_scheduled:1")
+    async with asyncio.timeout(10):
+        while any(flag in node.cli("INFO", "persistence") for flag in busy):
+            await asyncio.sleep(0.02)
+
+
 # -- Sentinel ----------------------------------------------------------------------------
 
 

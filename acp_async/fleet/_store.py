@@ -327,11 +327,16 @@ class RedisStore:
 
     async def persists(self) -> bool | None:
         """Whether the Redis server writes anything to disk (AOF, or RDB ``save`` points);
-        None when it cannot tell (``CONFIG`` denied, renamed or not answered)."""
+        None when it cannot tell (``CONFIG`` denied, renamed or not answered). On a Redis
+        Cluster, the master that holds the fleet's slot is asked (redis-py would ask its
+        default node, which may hold none of the fleet's keys)."""
         try:
             with self._errors():
-                aof = await self._redis.config_get("appendonly")
-                rdb = await self._redis.config_get("save")
+                where: dict[str, Any] = {}
+                if isinstance(self._redis, aioredis.RedisCluster):
+                    where["target_nodes"] = self._redis.get_node_from_key(self.keys.due)
+                aof = await self._redis.config_get("appendonly", **where)
+                rdb = await self._redis.config_get("save", **where)
         except FleetRedisError:  # NOPERM, an unknown command, Redis away: cannot tell
             return None
         appendonly, save = _text(aof.get("appendonly")), _text(rdb.get("save"))
