@@ -4,7 +4,9 @@
   append-only file on, in its own directory; optionally TLS with a CA made at test time.
 - `RedisCluster`: three such nodes made into a Redis Cluster (3 masters, no replicas)
   by ``redis-cli --cluster create``.
-- `RedisSentinel`: a master, a replica and one sentinel (quorum 1) that can fail over.
+- `RedisSentinel`: a master, a replica and one sentinel (quorum 1) that can fail over;
+  optionally with passwords (``requirepass``/``masterauth`` on the master and the replica,
+  and one of the sentinel's own).
 
 A server counts as started only when ``INFO server`` on its port reports its own pid:
 xdist workers choose ports at the same time, and another worker's server may hold ours.
@@ -61,19 +63,25 @@ def free_port(*, below: int = 65536) -> int:
             return port
 
 
-def _ask(port: int, command: bytes, tls: ssl.SSLContext | None = None) -> bytes:
-    """One command's whole reply (a bulk string), read over a fresh connection."""
+def _ask(
+    port: int, command: bytes, tls: ssl.SSLContext | None = None, password: str | None = None
+) -> bytes:
+    """One command's whole reply (a bulk string), read over a fresh connection (after
+    ``AUTH password``, whose ``+OK`` is not part of the reply)."""
     with contextlib.ExitStack() as stack:
         sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=0.5))
         if tls is not None:  # the TLS socket takes the connection over: it is closed too
             sock = stack.enter_context(tls.wrap_socket(sock, server_hostname="127.0.0.1"))
-        sock.sendall(command)
+        auth = b"" if password is None else f"AUTH {password}\r\n".encode()
+        sock.sendall(auth + command)
         reply = b""
         while True:
             chunk = sock.recv(65536)
             if not chunk:
                 return reply
             reply += chunk
+            if auth and reply.startswith(b"+OK\r\n"):
+                reply, auth = reply.removeprefix(b"+OK\r\n"), b""
             if b"\r\n" not in reply:
                 continue
             header, _, body = reply.partition(b"\r\n")
@@ -145,6 +153,8 @@ class RedisServer:
 
     ``cluster=True`` makes it a cluster node (a port below 55535 and its own bus port);
     ``sentinel_monitor=(name, port)`` makes it a sentinel watching that master (quorum 1).
+    ``password``: the server asks every client for it (``requirepass``, from the start);
+    ``monitor_password``: a sentinel's password for the master it watches (``auth-pass``).
     """
 
     def __init__(
@@ -157,8 +167,12 @@ class RedisServer:
         tls: TLSFiles | None = None,
         cluster: bool = False,
         sentinel_monitor: tuple[str, int] | None = None,
+        password: str | None = None,
+        monitor_password: str | None = None,
     ) -> None:
         self.binary = binary or require_redis_server()
+        self.password = password
+        self.monitor_password = monitor_password
         self.directory = directory
         self.fsync = fsync
         self.extra = list(extra)
@@ -216,6 +230,7 @@ class RedisServer:
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
+            *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
         if self.sentinel_monitor is not None:
             return [self.binary, str(self._sentinel_config()), "--sentinel", *common, *self.extra]
@@ -244,6 +259,9 @@ class RedisServer:
                 f"sentinel down-after-milliseconds {name} 1000\n"
                 f"sentinel failover-timeout {name} 5000\n"
             )
+            if self.monitor_password:
+                with config.open("a") as file:
+                    file.write(f"sentinel auth-pass {name} {self.monitor_password}\n")
         return config
 
     def _wait_until_up(self, timeout: float = 10.0) -> bool:
@@ -258,7 +276,7 @@ class RedisServer:
             if self.process.poll() is not None:
                 return False
             try:
-                if pid in _ask(self.port, b"INFO server\r\n", context):
+                if pid in _ask(self.port, b"INFO server\r\n", context, self.password):
                     return True
             except OSError:
                 pass
@@ -274,9 +292,10 @@ class RedisServer:
         """One redis-cli command against this server; its output."""
         cli = require(REDIS_CLI, "redis-cli", "redis-tools")
         tls = ["--tls", "--cacert", str(self.tls.ca)] if self.tls else []
+        auth = {"REDISCLI_AUTH": self.password} if self.password else {}
         done = subprocess.run(
             [cli, *tls, "-h", "127.0.0.1", "-p", str(self.port), *args],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True, text=True, timeout=10, check=True, env={**os.environ, **auth},
         )  # fmt: skip
         return done.stdout
 
@@ -353,13 +372,26 @@ class RedisCluster:
 
 
 class RedisSentinel:
-    """A master, a replica of it and one sentinel watching them (quorum 1)."""
+    """A master, a replica of it and one sentinel watching them (quorum 1).
+
+    ``password``: the master and the replica ask every client for it, and for
+    replication (``requirepass`` and ``masterauth``); the sentinel knows it
+    (``auth-pass``). ``sentinel_password``: the sentinel's own (``requirepass``)."""
 
     MASTER = "acpmaster"
 
-    def __init__(self, directory: Path, *, tls: TLSFiles | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        tls: TLSFiles | None = None,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.directory = directory
         self.tls = tls  # every server speaks TLS only, replication and the sentinel's too
+        self.password = password
+        self.sentinel_password = sentinel_password
         self.master: RedisServer | None = None
         self.replica: RedisServer | None = None
         self.sentinel: RedisServer | None = None
@@ -370,24 +402,31 @@ class RedisSentinel:
         return ("127.0.0.1", self.sentinel.port)
 
     def start(self) -> None:
-        tls = ["--tls-replication", "yes"] if self.tls else []
-        self.master = RedisServer(_directory(self.directory, "master"), tls=self.tls, extra=tls)
+        common = ["--tls-replication", "yes"] if self.tls else []
+        if self.password:
+            common += ["--masterauth", self.password]
+        self.master = self._server("master", common)
         self.master.start()
-        self.replica = RedisServer(
-            _directory(self.directory, "replica"),
-            tls=self.tls,
-            extra=["--replicaof", "127.0.0.1", str(self.master.port), *tls],
+        self.replica = self._server(
+            "replica", ["--replicaof", "127.0.0.1", str(self.master.port), *common]
         )
         self.replica.start()
         _wait_for(self._replica_in_sync, "the replica did not sync with the master")
         self.sentinel = RedisServer(
             _directory(self.directory, "sentinel"),
             tls=self.tls,
-            extra=tls,
+            extra=["--tls-replication", "yes"] if self.tls else [],
             sentinel_monitor=(self.MASTER, self.master.port),
+            password=self.sentinel_password,
+            monitor_password=self.password,
         )
         self.sentinel.start()
         _wait_for(lambda: self._known_replicas() >= 1, "the sentinel did not find the replica")
+
+    def _server(self, name: str, extra: list[str]) -> RedisServer:
+        return RedisServer(
+            _directory(self.directory, name), tls=self.tls, extra=extra, password=self.password
+        )
 
     def _sentinel(self, *args: str) -> str:
         assert self.sentinel is not None

@@ -85,7 +85,9 @@ ELSEWHERE = {
     "appendonly yes": "tests/redis_server.py runs every test's redis-server with these settings",
     "$ acp-async fleet worker --redis redis://node-1:6379/0 --redis-cluster": "tests/"
     "test_fleet_processes.py runs fleet workers on a local Redis Cluster; "
-    "test_fleet_deployments.py through a Sentinel failover and with --redis-ca",
+    "test_fleet_deployments.py through a Sentinel failover and with --redis-ca, "
+    "test_fleet_redis_credentials.py with the passwords of ACP_REDIS_PASSWORD and "
+    "ACP_REDIS_SENTINEL_PASSWORD",
 }
 
 

@@ -5,6 +5,13 @@
 (``ACP_REDIS_MASTER``), and ``--redis-ca FILE`` (``ACP_REDIS_CA``). An option on the
 command line wins over its variable. Checked before anything connects; the client is
 made by the fleet package (``fleet._connection``) and closed by the command.
+
+Credentials come from the environment only, never from a flag (argv is visible to every
+user of the host): ``ACP_REDIS_USERNAME`` and ``ACP_REDIS_PASSWORD`` for Redis (the URL's
+server or Cluster, or the master the sentinels name), ``ACP_REDIS_SENTINEL_USERNAME`` and
+``ACP_REDIS_SENTINEL_PASSWORD`` for the sentinels, which have passwords of their own. A
+URL that holds a user or password as well is a usage error: one of the two would be
+silently ignored.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -21,13 +29,17 @@ from ._parser import UsageError
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
-__all__ = ("RedisTarget", "add_options", "resolve")
+__all__ = ("Credentials", "RedisTarget", "add_options", "resolve")
 
 URL_ENV = "ACP_REDIS_URL"
 CLUSTER_ENV = "ACP_REDIS_CLUSTER"
 SENTINEL_ENV = "ACP_REDIS_SENTINEL"
 MASTER_ENV = "ACP_REDIS_MASTER"
 CA_ENV = "ACP_REDIS_CA"
+USERNAME_ENV = "ACP_REDIS_USERNAME"
+PASSWORD_ENV = "ACP_REDIS_PASSWORD"
+SENTINEL_USERNAME_ENV = "ACP_REDIS_SENTINEL_USERNAME"
+SENTINEL_PASSWORD_ENV = "ACP_REDIS_SENTINEL_PASSWORD"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
 
@@ -36,8 +48,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
         metavar="URL",
-        help=f"the Redis URL, redis://, rediss:// or unix:// (default: ${URL_ENV}; put "
-        "a URL with a password there, not here: argv shows in the process list)",
+        help=f"the Redis URL, redis://, rediss:// or unix:// (default: ${URL_ENV}); a "
+        f"password goes in ${PASSWORD_ENV} (and a user in ${USERNAME_ENV}) or in a URL in "
+        f"${URL_ENV}, not here: argv shows in the process list",
     )
     parser.add_argument(
         "--redis-cluster",
@@ -48,7 +61,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-sentinel",
         metavar="HOST:PORT[,HOST:PORT...]",
-        help=f"reach Redis through these sentinels instead of a URL (default: ${SENTINEL_ENV})",
+        help="reach Redis through these sentinels instead of a URL (default: "
+        f"${SENTINEL_ENV}); the master's password from ${PASSWORD_ENV} (user: "
+        f"${USERNAME_ENV}), the sentinels' own from ${SENTINEL_PASSWORD_ENV} (user: "
+        f"${SENTINEL_USERNAME_ENV})",
     )
     parser.add_argument(
         "--redis-master",
@@ -64,6 +80,17 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 @attrs.frozen
+class Credentials:
+    """A user and a password, either of them None (not given); never in a repr."""
+
+    username: str | None = attrs.field(default=None, repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+
+    def pair(self) -> tuple[str | None, str | None]:
+        return self.username, self.password
+
+
+@attrs.frozen
 class RedisTarget:
     """The Redis a command was told to use, checked. ``url`` is ``repr=False``: it may
     hold a password."""
@@ -73,6 +100,8 @@ class RedisTarget:
     sentinels: tuple[tuple[str, int], ...]
     master: str | None
     ca: str | None
+    credentials: Credentials = Credentials()  # Redis's (the master's, with sentinels)
+    sentinel_credentials: Credentials = Credentials()
 
     def client(self, timeout: float) -> Redis | RedisCluster:
         """A client of the command's own (it closes it): the fleet borrows it."""
@@ -81,11 +110,23 @@ class RedisTarget:
         if self.sentinels:
             assert self.master is not None
             return _connection.from_sentinels(
-                self.sentinels, self.master, timeout=timeout, ca=self.ca
+                self.sentinels,
+                self.master,
+                timeout=timeout,
+                ca=self.ca,
+                credentials=self.credentials.pair(),
+                sentinel_credentials=self.sentinel_credentials.pair(),
             )
         assert self.url is not None
         try:
-            return _connection.from_url(self.url, cluster=self.cluster, timeout=timeout, ca=self.ca)
+            return _connection.from_url(
+                self.url,
+                cluster=self.cluster,
+                timeout=timeout,
+                ca=self.ca,
+                username=self.credentials.username,
+                password=self.credentials.password,
+            )
         except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
 
@@ -129,7 +170,45 @@ def resolve(args: argparse.Namespace) -> RedisTarget:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     sentinels = _sentinels(sentinel) if sentinel else ()
-    return RedisTarget(url=url, cluster=cluster, sentinels=sentinels, master=master, ca=ca)
+    credentials = _credentials(url)
+    sentinel_credentials = Credentials(
+        os.environ.get(SENTINEL_USERNAME_ENV) or None,
+        os.environ.get(SENTINEL_PASSWORD_ENV) or None,
+    )
+    if sentinel_credentials != Credentials() and not sentinel:
+        raise UsageError(
+            f"${SENTINEL_USERNAME_ENV} and ${SENTINEL_PASSWORD_ENV} are for sentinels: give "
+            f"--redis-sentinel (or unset them; Redis's own password is ${PASSWORD_ENV})"
+        )
+    return RedisTarget(
+        url=url,
+        cluster=cluster,
+        sentinels=sentinels,
+        master=master,
+        ca=ca,
+        credentials=credentials,
+        sentinel_credentials=sentinel_credentials,
+    )
+
+
+def _credentials(url: str | None) -> Credentials:
+    """``ACP_REDIS_USERNAME`` and ``ACP_REDIS_PASSWORD``; a usage error where the URL
+    holds the same one too (which would win is not obvious, and one would be ignored).
+    Neither value is ever quoted."""
+    found = Credentials(os.environ.get(USERNAME_ENV) or None, os.environ.get(PASSWORD_ENV) or None)
+    parts = urlsplit(url or "")
+    if found.username is not None and parts.username:
+        raise UsageError(_twice("user", USERNAME_ENV))
+    if found.password is not None and parts.password:
+        raise UsageError(_twice("password", PASSWORD_ENV))
+    return found
+
+
+def _twice(what: str, env: str) -> str:
+    return (
+        f"the Redis URL holds a {what} and ${env} is set: give the {what} in one place "
+        "(the variable keeps it out of the URL)"
+    )
 
 
 def _flag(value: str, env: str) -> bool:

@@ -52,13 +52,21 @@ def socket_timeout(lease: float) -> float:
     return max(30.0, lease)
 
 
-def _options(timeout: float, ca: str | None) -> dict[str, Any]:
+def _options(
+    timeout: float, ca: str | None, username: str | None = None, password: str | None = None
+) -> dict[str, Any]:
     tls = {"ssl_ca_certs": ca} if ca is not None else {}
+    credentials = {
+        key: value
+        for key, value in (("username", username), ("password", password))
+        if value is not None
+    }
     return {
         "socket_timeout": timeout,
         "socket_connect_timeout": CONNECT_TIMEOUT,
         "retry": NO_RETRY,
         **tls,
+        **credentials,
     }
 
 
@@ -90,23 +98,43 @@ def check_url(url: object, *, cluster: bool = False, ca: str | None = None) -> s
     return url
 
 
-def from_url(url: str, *, cluster: bool, timeout: float, ca: str | None = None) -> Client:
-    """A client of the fleet's own for ``url`` (a pool; it connects on first use)."""
-    options = _options(timeout, ca)
+def from_url(
+    url: str,
+    *,
+    cluster: bool,
+    timeout: float,
+    ca: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> Client:
+    """A client of the fleet's own for ``url`` (a pool; it connects on first use).
+    ``username``/``password``: for a URL without them (one the URL holds wins)."""
+    options = _options(timeout, ca, username, password)
     if cluster:
         return RedisCluster.from_url(check_url(url, cluster=True, ca=ca), **options)
     return Redis.from_url(check_url(url, ca=ca), **options)
 
 
 def from_sentinels(
-    sentinels: Sequence[tuple[str, int]], master: str, *, timeout: float, ca: str | None = None
+    sentinels: Sequence[tuple[str, int]],
+    master: str,
+    *,
+    timeout: float,
+    ca: str | None = None,
+    credentials: tuple[str | None, str | None] = (None, None),
+    sentinel_credentials: tuple[str | None, str | None] = (None, None),
 ) -> Redis:
     """A client of the master that ``sentinels`` name ``master`` (asked again after a
-    failover). ``ca``: TLS to the sentinels and the master, trusting that CA."""
+    failover). ``ca``: TLS to the sentinels and the master, trusting that CA.
+    ``credentials``: (user, password) for the master; ``sentinel_credentials``: for the
+    sentinels, which have their own (redis-py gives them none of the master's)."""
     tls = {"ssl": True} if ca is not None else {}
-    sentinel_options = {**_options(CONNECT_TIMEOUT, ca), **tls}
+    sentinel_options = {**_options(CONNECT_TIMEOUT, ca, *sentinel_credentials), **tls}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(sentinels), sentinel_kwargs=sentinel_options, **_options(timeout, ca), **tls
+        list(sentinels),
+        sentinel_kwargs=sentinel_options,
+        **_options(timeout, ca, *credentials),
+        **tls,
     )
     client: Redis = sentinel.master_for(master)
     return client

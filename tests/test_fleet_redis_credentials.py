@@ -1,0 +1,174 @@
+"""Redis with passwords, as the CLI reaches it: credentials come from ``ACP_REDIS_*``
+variables, never argv; a Sentinel deployment whose master and replica (requirepass,
+masterauth) and sentinel (its own requirepass) all ask for one; and no password in
+anything the CLI prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("redis")
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
+
+from acp_async.fleet import RedisFleet
+from acp_async.testing import FakeACPServer
+
+from .redis_server import RedisSentinel, RedisServer
+from .test_cli import Result, assert_clean_error, cli_env, run
+from .test_fleet import collect
+from .test_fleet_processes import workers
+
+PASSWORD = "master-Secret-5d1e7a"  # the master's and the replica's
+SENTINEL_PASSWORD = "sentinel-Secret-8b2c4f"  # the sentinel's own
+SECRETS = (PASSWORD, SENTINEL_PASSWORD)
+
+pytestmark = pytest.mark.usefixtures("no_backoff")
+
+
+@pytest.fixture(scope="module")
+def locked_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    """A master and a replica that ask for PASSWORD, and a sentinel that asks for
+    SENTINEL_PASSWORD (about 5 s to start)."""
+    deployment = RedisSentinel(
+        tmp_path_factory.mktemp("locked-sentinel"),
+        password=PASSWORD,
+        sentinel_password=SENTINEL_PASSWORD,
+    )
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of its own that asks every client for PASSWORD."""
+    server = RedisServer(tmp_path_factory.mktemp("locked"), password=PASSWORD)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def sentinel_env(
+    deployment: RedisSentinel, fake: FakeACPServer | None = None, **extra: str
+) -> dict[str, str]:
+    host, port = deployment.sentinel_address
+    return cli_env(
+        fake,
+        ACP_REDIS_SENTINEL=f"{host}:{port}",
+        ACP_REDIS_MASTER=RedisSentinel.MASTER,
+        **extra,
+    )
+
+
+RIGHT = {"ACP_REDIS_PASSWORD": PASSWORD, "ACP_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
+
+
+def assert_no_secret(*results: Result, text: str = "") -> None:
+    for secret in SECRETS:
+        for result in results:
+            assert secret not in result.out + result.err, result
+        assert secret not in text
+
+
+@contextlib.asynccontextmanager
+async def master_of(deployment: RedisSentinel) -> AsyncIterator[aioredis.Redis]:
+    """The master, as a user reaches it with redis-py: each password where it goes."""
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+        [deployment.sentinel_address],
+        sentinel_kwargs={"password": SENTINEL_PASSWORD},
+        password=PASSWORD,
+    )
+    client = sentinels.master_for(RedisSentinel.MASTER)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        for own in sentinels.sentinels:
+            await own.aclose()
+
+
+async def test_the_cli_reaches_a_sentinel_deployment_with_passwords(
+    locked_sentinel: RedisSentinel, fleet_name: str, tmp_path: Path
+) -> None:
+    """The master's password in ACP_REDIS_PASSWORD, the sentinel's in
+    ACP_REDIS_SENTINEL_PASSWORD: `fleet add` and `status` work, and a worker polls the
+    fleet and appends its servers' runs; no password in any output."""
+    async with FakeACPServer(servers=2, runs_per_server=1, seed=9) as fake:
+        env = sentinel_env(locked_sentinel, fake, **RIGHT)
+        added = await run("fleet", "add", *fake.server_ids, "--fleet", fleet_name, env=env)
+        assert added.code == 0, added
+        status = await run("fleet", "status", "--json", "--fleet", fleet_name, env=env)
+        assert status.code == 0, status
+        assert status.json()[0]["servers"] == 2
+        host, port = locked_sentinel.sentinel_address
+        args = ["--redis-sentinel", f"{host}:{port}", "--redis-master", RedisSentinel.MASTER]
+        async with (
+            workers(args, fleet_name, fake, tmp_path, env=RIGHT) as group,
+            master_of(locked_sentinel) as client,
+            RedisFleet(client, name=fleet_name) as fleet,
+        ):
+            await group.start()
+            events = await collect(fleet, 2, timeout=30)
+            assert await group.stop_all() == [0]
+    assert {e.server_id for e in events} == set(fake.server_ids)
+    assert_no_secret(added, status, text=group.log(0).read_text(errors="replace"))
+
+
+async def test_a_url_without_a_password_takes_it_from_the_environment(
+    locked_redis: RedisServer, fleet_name: str
+) -> None:
+    """`--redis URL` in argv without the password, ACP_REDIS_PASSWORD beside it: the
+    password stays out of the process list and the command works."""
+    env = cli_env(ACP_REDIS_PASSWORD=PASSWORD)
+    added = await run(
+        "fleet", "add", "srv-1", "--redis", locked_redis.url, "--fleet", fleet_name, env=env
+    )
+    assert added.code == 0, added
+    with redis.Redis(port=locked_redis.port, password=PASSWORD) as admin:
+        assert admin.zcard(f"acp:{{{fleet_name}}}:due") == 1
+    assert_no_secret(added)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (
+            ["--redis", "redis://:url-Secret-1a2b@h/0"],
+            {"ACP_REDIS_PASSWORD": PASSWORD},
+            "the Redis URL holds a password and $ACP_REDIS_PASSWORD is set",
+        ),
+        (
+            ["--redis", "redis://fleet@h/0"],
+            {"ACP_REDIS_USERNAME": "fleet"},
+            "the Redis URL holds a user and $ACP_REDIS_USERNAME is set",
+        ),
+        (
+            ["--redis", "redis://h/0"],
+            {"ACP_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD},
+            "are for sentinels: give --redis-sentinel",
+        ),
+    ],
+    ids=["password-twice", "user-twice", "sentinel-password-without-sentinels"],
+)
+async def test_credentials_given_twice_or_for_nothing_are_a_usage_error(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    """A password both in the URL and in ACP_REDIS_PASSWORD (which wins is not obvious,
+    and one would be ignored), or a sentinels' password without sentinels: exit 2, one
+    line, before anything connects, no password quoted."""
+    result = await run("fleet", "status", *argv, env=cli_env(**env))
+    assert message in assert_clean_error(result, 2)
+    assert_no_secret(result)
+    assert "url-Secret-1a2b" not in result.err
