@@ -6,7 +6,9 @@ anything the CLI prints.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from acp_async.fleet import RedisFleet
 from acp_async.testing import FakeACPServer
 
 from .redis_server import RedisSentinel, RedisServer
-from .test_cli import Result, assert_clean_error, cli_env, run
+from .test_cli import Result, assert_clean_error, cli_env, interrupt, read_line, run, start
 from .test_fleet import collect
 from .test_fleet_processes import workers
 
@@ -63,13 +65,10 @@ def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def sentinel_env(
     deployment: RedisSentinel, fake: FakeACPServer | None = None, **extra: str
 ) -> dict[str, str]:
+    """The CLI's environment for the deployment's sentinel and master, and ``extra``."""
     host, port = deployment.sentinel_address
-    return cli_env(
-        fake,
-        ACP_REDIS_SENTINEL=f"{host}:{port}",
-        ACP_REDIS_MASTER=RedisSentinel.MASTER,
-        **extra,
-    )
+    found = {"ACP_REDIS_SENTINEL": f"{host}:{port}", "ACP_REDIS_MASTER": RedisSentinel.MASTER}
+    return cli_env(fake, **{**found, **extra})
 
 
 RIGHT = {"ACP_REDIS_PASSWORD": PASSWORD, "ACP_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
@@ -172,3 +171,74 @@ async def test_credentials_given_twice_or_for_nothing_are_a_usage_error(
     assert message in assert_clean_error(result, 2)
     assert_no_secret(result)
     assert "url-Secret-1a2b" not in result.err
+
+
+# -- refused credentials through Sentinel --------------------------------------------------
+
+WRONG = "wrong-Secret-6e0d2b"  # a wrong password: never printed either
+BY_SENTINELS = "the credentials were refused by the sentinels (or none were given)"
+BY_MASTER = "the credentials were refused (or none were given)"
+
+
+@pytest.mark.parametrize(
+    ("env", "wanted"),
+    [
+        ({"ACP_REDIS_PASSWORD": PASSWORD, "ACP_REDIS_SENTINEL_PASSWORD": WRONG}, BY_SENTINELS),
+        ({"ACP_REDIS_PASSWORD": PASSWORD}, BY_SENTINELS),
+        (
+            {"ACP_REDIS_PASSWORD": WRONG, "ACP_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD},
+            BY_MASTER,
+        ),
+        ({"ACP_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}, BY_MASTER),
+    ],
+    ids=["wrong-at-sentinel", "none-at-sentinel", "wrong-at-master", "none-at-master"],
+)
+async def test_a_refused_password_through_sentinel_ends_a_worker_in_one_line(
+    locked_sentinel: RedisSentinel, fleet_name: str, env: dict[str, str], wanted: str
+) -> None:
+    """A sentinel refusing the password (redis-py says only "No master found", the
+    refusal inside its text) or the master refusing it: no retry can fix either, so
+    `fleet worker` and `fleet add` exit 1 at once, the error last, no password shown."""
+    async with FakeACPServer(servers=1) as fake:
+        full = sentinel_env(locked_sentinel, fake, **env)
+        worker, add = await asyncio.gather(
+            run("fleet", "worker", "--fleet", fleet_name, env=full, timeout=20),
+            run("fleet", "add", "srv-1", "--fleet", fleet_name, env=full, timeout=20),
+        )
+    for result in (worker, add):
+        assert result.code == 1, result
+        assert "Traceback" not in result.err, result.err
+        last = result.err.strip().splitlines()[-1]
+        assert last.startswith(f"acp-async: Redis at {RedisSentinel.MASTER}/0 (sentinel "), last
+        assert wanted in last, last
+        assert WRONG not in result.out + result.err
+    assert_no_secret(worker, add)
+
+
+async def test_a_master_the_sentinels_do_not_know_is_waited_for(
+    locked_sentinel: RedisSentinel, fleet_name: str
+) -> None:
+    """Sentinels that answer but name no master (none yet, a failover under way, or a
+    name they do not know): "master not found" stays retried. The worker says so once
+    and runs on until SIGTERM (exit 0); a one-shot command exits 1 with it."""
+    async with FakeACPServer(servers=1) as fake:
+        env = sentinel_env(locked_sentinel, fake, **RIGHT, ACP_REDIS_MASTER="nosuch")
+        status = await run("fleet", "status", "--fleet", fleet_name, env=env)
+        proc = await start("fleet", "worker", "--fleet", fleet_name, env=env)
+        try:
+            assert proc.stderr is not None
+            line = await read_line(proc.stderr)
+            while "is unavailable" not in line:
+                line = await read_line(proc.stderr)
+            assert proc.returncode is None
+            stopped = await interrupt(proc, signal.SIGTERM)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert " WARNING fleet: " in line, line
+    assert "No master found for 'nosuch'" in line, line
+    assert stopped.code == 0, stopped
+    assert "credentials" not in line + stopped.err
+    assert "No master found for 'nosuch'" in assert_clean_error(status, 1)
+    assert_no_secret(status, stopped, text=line)

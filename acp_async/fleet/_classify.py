@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import (
     AuthenticationError,
     AuthenticationWrongNumberOfArgsError,
@@ -38,11 +39,12 @@ def classify(exc: Exception, address: str, keys: Keys) -> FleetRedisError | None
     is not Redis's (a bug, ours or a dependency's: it goes on as it is).
 
     ``FleetRedisError`` for what no retry can fix: a refused password (WRONGPASS,
-    NOAUTH), an ACL denial (NOPERM), a fleet key of the wrong type (WRONGTYPE), the fleet
-    counter not an integer. ``RedisUnavailableError`` for every other error from Redis or
-    from the way to it (refused, reset, DNS, timeouts, LOADING, READONLY, CLUSTERDOWN,
-    TRYAGAIN, MOVED storms, Sentinel's master not found, OOM, and any error Redis
-    answers that is not listed). A redis-py ``DataError`` is refused by the client before
+    NOAUTH; by the sentinels too), an ACL denial (NOPERM), a fleet key of the wrong type
+    (WRONGTYPE), the fleet counter not an integer. ``RedisUnavailableError`` for every
+    other error from Redis or from the way to it (refused, reset, DNS, timeouts, LOADING,
+    READONLY, CLUSTERDOWN, TRYAGAIN, MOVED storms, Sentinel's master not found (no
+    sentinel answers, or none names a master), OOM, and any error Redis answers that is
+    not listed). A redis-py ``DataError`` is refused by the client before
     anything is sent (an argument of ours): a bug, not Redis's. redis-py's cluster client
     raises some errors (``RedisClusterException``: no node reachable, a slot not
     covered) that are not ``RedisError``s; they are Redis's too.
@@ -64,6 +66,16 @@ def _fatal(exc: Exception, keys: Keys) -> str | None:
     ``RedisClusterException`` from the refused AUTH of every startup node."""
     chain = list(_causes(exc))
     text = " ".join(map(str, chain))
+    # Sentinels that refuse the password: redis-py's MasterNotFoundError carries no
+    # cause, only each sentinel's error in its text ("... - AuthenticationError(...)",
+    # or "auth:AuthenticationError" since redis-py 7). Without one, "No master found"
+    # (no master yet, a failover under way) is retried.
+    if any(isinstance(e, MasterNotFoundError) and "AuthenticationError" in str(e) for e in chain):
+        return (
+            "the credentials were refused by the sentinels (or none were given); check "
+            "the sentinels' user and password (sentinel_kwargs, or the CLI's "
+            "ACP_REDIS_SENTINEL_USERNAME and ACP_REDIS_SENTINEL_PASSWORD)"
+        )
     # A client that has not authenticated and sends a long command (a worker's round
     # trip) is cut off with "Protocol error: unauthenticated multibulk length", not NOAUTH.
     refused = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
@@ -71,8 +83,9 @@ def _fatal(exc: Exception, keys: Keys) -> str | None:
         code in text for code in ("WRONGPASS", "NOAUTH", "unauthenticated")
     ):
         return (
-            "the credentials were refused (or none were given); check the user and "
-            "password in the Redis URL"
+            "the credentials were refused (or none were given); check the Redis user and "
+            "password (in the Redis URL, or the CLI's ACP_REDIS_USERNAME and "
+            "ACP_REDIS_PASSWORD)"
         )
     if any(isinstance(e, NoPermissionError) for e in chain) or "NOPERM" in text:
         return (

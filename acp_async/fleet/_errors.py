@@ -17,9 +17,10 @@ __all__ = ("FleetRedisError", "RedisUnavailableError")
 
 class FleetRedisError(ACPError):
     """Redis refused the fleet's work in a way no retry can fix: a refused password
-    (WRONGPASS, NOAUTH), an ACL denial (NOPERM), a fleet key of the wrong type
-    (WRONGTYPE), a fleet counter that is not an integer. ``work()`` and ``events()`` end
-    with it; ``fleet worker`` exits 1 with its message as the last line.
+    (WRONGPASS, NOAUTH; by Sentinel's sentinels too), an ACL denial (NOPERM), a fleet
+    key of the wrong type (WRONGTYPE), a fleet counter that is not an integer. ``work()``
+    and ``events()`` end with it; ``fleet worker`` exits 1 with its message as the last
+    line.
 
     Its subclass ``RedisUnavailableError`` is what a single call (``add``, ``status``)
     raises while Redis is away; the loops wait that one out.
