@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -242,3 +243,71 @@ async def test_a_master_the_sentinels_do_not_know_is_waited_for(
     assert "credentials" not in line + stopped.err
     assert "No master found for 'nosuch'" in assert_clean_error(status, 1)
     assert_no_secret(status, stopped, text=line)
+
+
+# -- passwords blanked in what the CLI prints ----------------------------------------------
+
+ECHOED = "echo-Secret/4f#a"  # what the server repeats back; '/' and '#' need quoting in a URL
+
+
+@pytest.fixture(scope="module")
+def echoing_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server with AUTH renamed away (as some hardened set-ups do): it answers a
+    client's AUTH with "unknown command 'AUTH', with args beginning with: '<password>'",
+    which the fleet retries and reports, quoting the password."""
+    server = RedisServer(tmp_path_factory.mktemp("echoing"), extra=["--rename-command", "AUTH", ""])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def echo_settings(server: RedisServer, where: str) -> tuple[list[str], dict[str, str]]:
+    """A command's Redis options and variables that give ECHOED as the password ``where``."""
+    if where == "url":
+        quoted = urllib.parse.quote(ECHOED, safe="")
+        return [], {"ACP_REDIS_URL": f"redis://:{quoted}@127.0.0.1:{server.port}/0"}
+    if where == "password":
+        return ["--redis", server.url], {"ACP_REDIS_PASSWORD": ECHOED}
+    sentinel = ["--redis-sentinel", server.address, "--redis-master", "m"]
+    return sentinel, {"ACP_REDIS_SENTINEL_PASSWORD": ECHOED}
+
+
+@pytest.mark.parametrize("where", ["url", "password", "sentinel-password"])
+async def test_a_redis_password_echoed_in_an_error_is_blanked(
+    echoing_redis: RedisServer, fleet_name: str, where: str
+) -> None:
+    """Redis repeating the password in its error (from the URL in ACP_REDIS_URL, from
+    ACP_REDIS_PASSWORD, or the sentinels' from ACP_REDIS_SENTINEL_PASSWORD): the
+    command's one error line shows *** in its place, as for the API's tokens."""
+    argv, env = echo_settings(echoing_redis, where)
+    result = await run("fleet", "status", *argv, "--fleet", fleet_name, env=cli_env(**env))
+    line = assert_clean_error(result, 1)
+    assert "with args beginning with: '***'" in line, line
+    assert ECHOED not in result.out + result.err
+
+
+async def test_a_workers_log_lines_blank_the_redis_password(
+    echoing_redis: RedisServer, fleet_name: str
+) -> None:
+    """A worker's WARNING that Redis is unavailable quotes Redis's error: the password
+    in it is ***; the worker runs on until SIGTERM (exit 0)."""
+    argv, env = echo_settings(echoing_redis, "password")
+    async with FakeACPServer(servers=1) as fake:
+        proc = await start(
+            "fleet", "worker", *argv, "--fleet", fleet_name, env=cli_env(fake, **env)
+        )
+        try:
+            assert proc.stderr is not None
+            line = await read_line(proc.stderr)
+            while "is unavailable" not in line:
+                line = await read_line(proc.stderr)
+            stopped = await interrupt(proc, signal.SIGTERM)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert "with args beginning with: '***'" in line, line
+    assert stopped.code == 0, stopped
+    assert ECHOED not in line + stopped.out + stopped.err

@@ -32,7 +32,7 @@ from ._parser import (
     needs_extra,
     seconds,
 )
-from ._report import clean, describe, emit, warn
+from ._report import clean, describe, emit, hide, warn
 from ._servers import server_ids
 
 if TYPE_CHECKING:
@@ -198,6 +198,7 @@ def _check_redis(args: argparse.Namespace) -> None:
     except ImportError:
         raise UsageError(needs_extra("fleet", "redis")) from None
     args.redis_target = _redis_options.resolve(args)
+    hide(*args.redis_target.secrets())  # Redis may quote a password in an error
 
 
 def _check_ids(args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ import argparse
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
@@ -102,6 +102,18 @@ class RedisTarget:
     ca: str | None
     credentials: Credentials = Credentials()  # Redis's (the master's, with sentinels)
     sentinel_credentials: Credentials = Credentials()
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every password given for Redis (the URL's as written and decoded, and those of
+        the variables), for the CLI to blank in whatever it prints."""
+        in_url = urlsplit(self.url or "").password or ""
+        given = (
+            in_url,
+            unquote(in_url),
+            self.credentials.password,
+            self.sentinel_credentials.password,
+        )
+        return tuple(secret for secret in given if secret)
 
     def client(self, timeout: float) -> Redis | RedisCluster:
         """A client of the command's own (it closes it): the fleet borrows it."""

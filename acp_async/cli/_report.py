@@ -26,7 +26,8 @@ from .. import (
 )
 from ._parser import PROG
 
-# The secrets of this process's client, blanked in anything printed (see `redact`).
+# The secrets of this process's client and of its Redis, blanked in anything printed
+# (see `redact`).
 _SECRETS: set[str] = set()
 
 
@@ -122,7 +123,8 @@ def short(exc: ACPError) -> str:
 
 
 def hide(*secrets: str | None) -> None:
-    """Blank ``secrets`` (the client's tokens) in everything printed from now on."""
+    """Blank ``secrets`` (the client's tokens, Redis's passwords) in everything printed
+    from now on."""
     _SECRETS.update(secret for secret in secrets if secret and len(secret) >= 4)
 
 
