@@ -2,7 +2,9 @@
 
 A library logs; the application decides where it goes. The fleet's and the in-process
 watch's own lines (a worker started, a server failing or back) go to child loggers, so an
-application (the CLI) can show them at INFO while the client's stay at WARNING.
+application (the CLI) can show them at INFO while the client's stay at WARNING. A fleet's
+retries while Redis is away go to a child of its logger, so they can be shown with the
+client's retries (``-v``) rather than with the fleet's own lines.
 """
 
 import logging
@@ -11,6 +13,8 @@ log = logging.getLogger("acp_async")
 # Without a handler of the application's, records go nowhere (and nothing is printed).
 log.addHandler(logging.NullHandler())
 fleet_log = logging.getLogger("acp_async.fleet")  # a fleet worker's own lines
+# Each retry while Redis is away (INFO): shown with the client's retries, not by default.
+fleet_retry_log = logging.getLogger("acp_async.fleet.retries")
 watch_log = logging.getLogger("acp_async.watch")  # an in-process watch's own lines
 
 # Every control character (C0, DEL and C1: U+009B is a one-character CSI to some

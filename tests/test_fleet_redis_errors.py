@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import sys
 import uuid
@@ -23,8 +24,8 @@ from acp_async.fleet import FleetRedisError, RedisFleet, RedisUnavailableError
 from acp_async.testing import FakeACPServer
 
 from .conftest import wait_until
-from .redis_server import RedisCluster, RedisServer
-from .test_cli import Result, cli_env, run, start
+from .redis_server import RedisCluster, RedisServer, free_port
+from .test_cli import Result, cli_env, interrupt, read_line, run, start
 
 PASSWORD = "pw-Secret-7f3a9c"  # the right one: never printed
 WRONG = "wrong-Secret-91c2e4"  # a wrong one: never printed either
@@ -273,8 +274,9 @@ async def test_redis_down_at_start_then_up_the_worker_goes_on(
     assert code == 0
     assert {e.server_id for e in events} == set(fake.server_ids)
     lines = log.read_text(errors="replace").splitlines()
-    unavailable = [line for line in lines if "is unavailable" in line]
-    assert len(unavailable) == 1, lines  # once, however many tries it took
+    unavailable = [line for line in lines if "is unavailable" in line and "; retry " not in line]
+    assert len(unavailable) == 1, lines  # once, however many tries it took (-v: and retries)
+    assert " WARNING " in unavailable[0], unavailable
     assert f"Redis at 127.0.0.1:{server.port}/0 is unavailable" in unavailable[0]
     back = [line for line in lines if "Redis answers again" in line]
     assert len(back) == 1, lines
@@ -399,3 +401,65 @@ def _pending(admin: redis.Redis, events_key: str) -> int:
     if not admin.exists(events_key) or not admin.xinfo_groups(events_key):
         return 0
     return int(admin.xpending(events_key, "g")["pending"])
+
+
+@pytest.fixture
+def stale_replica(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real Redis that cannot serve the fleet: a replica whose master is gone, set not to
+    serve stale data, so it answers MASTERDOWN (retried) to every command but INFO."""
+    gone = free_port()
+    server = RedisServer(
+        tmp_path,
+        extra=["--replicaof", "127.0.0.1", str(gone), "--replica-serve-stale-data", "no"],
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _refused(server: RedisServer) -> int:
+    """How many commands the server has refused with MASTERDOWN so far."""
+    found = re.search(r"errorstat_MASTERDOWN:count=(\d+)", server.cli("INFO", "errorstats"))
+    return int(found[1]) if found else 0
+
+
+async def test_v_shows_each_redis_retry_and_the_default_only_the_first_warning(
+    stale_replica: RedisServer, fleet_name: str
+) -> None:
+    """Redis refusing every command for now: with -v each retry after the first WARNING
+    is an INFO line ("-v adds retries"); by default a worker that retried several times
+    (counted by Redis itself) says it once, and no retry line; SIGTERM exits 0."""
+    args = ["fleet", "worker", "--redis", stale_replica.url, "--fleet", fleet_name]
+    async with FakeACPServer(servers=1) as fake:
+        verbose = await start(*args, "-v", env=cli_env(fake))
+        try:
+            assert verbose.stderr is not None
+            retries: list[str] = []
+            while len(retries) < 2:
+                line = await read_line(verbose.stderr)
+                retries += [line] if "; retry " in line else []
+            stopped_verbose = await interrupt(verbose, signal.SIGTERM)
+        finally:
+            if verbose.returncode is None:
+                verbose.kill()
+                await verbose.wait()
+        before = _refused(stale_replica)
+        default = await start(*args, env=cli_env(fake))
+        try:
+            await wait_until(lambda: _refused(stale_replica) >= before + 3, 20)
+            stopped_default = await interrupt(default, signal.SIGTERM)
+        finally:
+            if default.returncode is None:
+                default.kill()
+                await default.wait()
+    assert all(" INFO fleet: Redis at " in line for line in retries), retries
+    assert "MasterDownError" in retries[0], retries
+    assert stopped_verbose.code == 0, stopped_verbose
+    assert stopped_default.code == 0, stopped_default
+    lines = stopped_default.err.splitlines()
+    warned = [line for line in lines if "is unavailable" in line]
+    assert len(warned) == 1, lines
+    assert " WARNING fleet: Redis at " in warned[0], warned
+    assert not [line for line in lines if "; retry " in line], lines

@@ -4,8 +4,8 @@ Every line carries its time and level name. Control characters in a message (a s
 or an error from a server or from Redis) are escaped, so data can neither forge a line
 nor drive the terminal; known secrets are blanked. By default the fleet's and the watch's
 own lines (a worker started or stopped, a server failing or back) show at INFO and the
-client's at WARNING; ``-v`` adds the client's retries and tracebacks, ``-vv`` every
-request (DEBUG); ``-q`` only warnings and errors.
+client's at WARNING; ``-v`` adds retries (the client's, and the fleet's while Redis is
+away) and tracebacks, ``-vv`` every request (DEBUG); ``-q`` only warnings and errors.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ __all__ = ("OWN_LOGGERS", "configure")
 
 # The command's own lines (the fleet worker's, the in-process watch's): INFO by default.
 OWN_LOGGERS = ("acp_async.fleet", "acp_async.watch")
+# Retries under the command's own loggers: shown as the client's are (from -v on).
+RETRY_LOGGERS = ("acp_async.fleet.retries",)
 
 
 def configure(verbose: int, quiet: bool) -> None:
@@ -42,6 +44,8 @@ def configure(verbose: int, quiet: bool) -> None:
     library.setLevel(client)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(own)
+    for name in RETRY_LOGGERS:
+        logging.getLogger(name).setLevel(client)
 
 
 class LineFormatter(logging.Formatter):

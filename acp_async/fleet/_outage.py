@@ -2,8 +2,9 @@
 said again when it ends.
 
 The first failure of an outage is a WARNING naming Redis (``host:port/db``, never its
-password); each retry after it is DEBUG; the first answer after it is INFO with how long
-it lasted. ``acp_fleet_redis_up`` follows: 1 once Redis answered, 0 while retrying.
+password); each retry after it is INFO on ``acp_async.fleet.retries`` (the CLI shows it
+with ``-v``, beside the client's retries); the first answer after it is INFO with how
+long it lasted. ``acp_fleet_redis_up`` follows: 1 once Redis answered, 0 while retrying.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from .._log import fleet_log as log
+from .._log import fleet_retry_log
 from .._observe import Observer
 from .._retry import Backoff
 from ._errors import RedisUnavailableError
@@ -56,7 +58,9 @@ class Outage:
                 REDIS_BACKOFF.cap,
             )
         else:
-            log.debug("%s: %s; retry %d in %.2fs", self._who, error, self._failures, pause)
+            fleet_retry_log.info(
+                "%s: %s; retry %d in %.2fs", self._who, error, self._failures, pause
+            )
         self._report(up=False)
         await asyncio.sleep(pause)
 
