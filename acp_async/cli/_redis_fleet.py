@@ -1,8 +1,9 @@
 """``acp-async fleet add|remove|worker|events|status|list``: a fleet watched through Redis.
 
 Needs the ``redis`` extra. Redis is ``--redis URL`` or sentinels, each option also an
-``ACP_REDIS_*`` variable (``_redis_options``; ``ACP_REDIS_URL`` keeps a password out of
-the process list); ``--fleet`` falls back to ``default``. ``worker`` and ``events`` run
+``ACP_REDIS_*`` variable (``_redis_options``; ``ACP_REDIS_URL`` or ``ACP_REDIS_PASSWORD``
+keeps a password out of the process list, and every password given is blanked in what
+the command prints); ``--fleet`` falls back to ``default``. ``worker`` and ``events`` run
 until SIGTERM or Ctrl-C and then exit 0 (the worker hands its claims back first); a
 refused API token ends the worker with exit 1, and so does a Redis error no retry can fix
 (``FleetRedisError``: a refused password, an ACL denial, a fleet key of the wrong type),
@@ -96,7 +97,9 @@ def register(commands: Subcommands) -> None:
         "failing (WARNING) or recover (INFO), warnings about Redis and a stop line with its "
         "counts; -q shows only warnings, -v adds retries and tracebacks. docs/operations.md "
         "says what each line means. Give the Redis URL in $ACP_REDIS_URL rather than "
-        "--redis when it holds a password: argv is visible to every user of the host.",
+        "--redis when it holds a password, or the password alone in $ACP_REDIS_PASSWORD "
+        "(the sentinels' in $ACP_REDIS_SENTINEL_PASSWORD): argv is visible to every user "
+        "of the host.",
     )
     _common(worker)
     worker.add_argument(
