@@ -165,6 +165,11 @@ def test_classify_sorts_redis_errors_as_the_contract_lists() -> None:
         assert str(error).startswith("Redis at h:1/0 is unavailable: "), error
     for exc in (e.DataError("Invalid input of type: 'dict'"), KeyError("x"), ValueError("x")):
         assert classify(exc, "h:1/0", keys) is None
+    # Sentinels that cannot be reached: redis-py appends each one's client repr and error.
+    sentinel = "<redis.asyncio.sentinel.Sentinel<sentinels=[127.0.0.1:26379]>> - " * 8
+    unreachable = MasterNotFoundError(f"No master found for 'm' : {sentinel}ConnectionError()")
+    said = str(classify(unreachable, "h:1/0", keys))
+    assert said == "Redis at h:1/0 is unavailable: MasterNotFoundError: No master found for 'm'"
 
 
 @pytest.mark.parametrize(

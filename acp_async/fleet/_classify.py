@@ -51,11 +51,20 @@ def classify(exc: Exception, address: str, keys: Keys) -> FleetRedisError | None
     """
     if isinstance(exc, DataError) or not isinstance(exc, _REDIS_SIDE):
         return None
-    text = f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {_said(exc)}"
     fatal = _fatal(exc, keys)
     if fatal is not None:
         return FleetRedisError(f"Redis at {address}: {fatal} ({text})", address=address)
     return RedisUnavailableError(f"Redis at {address} is unavailable: {text}", address=address)
+
+
+def _said(exc: Exception) -> str:
+    """``exc``'s text for one line a person reads. Sentinel's "No master found for 'x'"
+    goes on with the repr of every sentinel's client and error, a few hundred characters
+    a sentinel: the refusal, if any, is sorted out by ``_fatal``, not shown."""
+    if isinstance(exc, MasterNotFoundError):
+        return str(exc).split(" : ", 1)[0]
+    return str(exc)
 
 
 def _fatal(exc: Exception, keys: Keys) -> str | None:
