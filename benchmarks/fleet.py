@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,19 +167,38 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet")
+def bench_main(
+    prog: str,
+    run: Callable[[dict[str, Any]], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+    sizes: tuple[dict[str, Any], dict[str, Any]],
+    save: Callable[[Path, str], None],
+) -> None:
+    """The command line of a fleet bench (this one and ``benchmarks.fleet_cluster``):
+    ``run`` at the full or the ``--smoke`` sizes, print the Markdown and, unless a smoke
+    run, ``save`` it into ``--out`` (FLEET.md)."""
+    full, smoke = sizes
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not numbers")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).with_name("FLEET.md"), help="Markdown file"
     )
     args = parser.parse_args()
-    results = run(dict(SMOKE if args.smoke else FULL))
-    text = markdown(results)
-    if not args.smoke:  # sections other scripts wrote (the cluster's) are kept
-        old = args.out.read_text() if args.out.exists() else ""
-        args.out.write_text(keep_sections(old, text))
+    text = markdown(run(dict(smoke if args.smoke else full)))
+    if not args.smoke:
+        save(args.out, text)
     print(text)
+
+
+def _rewrite(out: Path, text: str) -> None:
+    """The file becomes these figures, followed by the sections other scripts wrote into
+    it (the cluster's)."""
+    old = out.read_text() if out.exists() else ""
+    out.write_text(keep_sections(old, text))
+
+
+def main() -> None:
+    bench_main("python -m benchmarks.fleet", run, markdown, (FULL, SMOKE), _rewrite)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ processes taking the fleets in turn, interval 1 s. Needs ``redis-server`` and
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 from acp_async.fleet._store import Keys
 
 from . import fleet_scenarios as fs
+from .fleet import bench_main
 from .stats import fmt, write_section
 
 FULL = {"servers": 20_000, "workers": 4, "seconds": 20.0, "reps": 2}
@@ -43,46 +42,34 @@ def fleet_names(cluster_url: str, count: int = 2) -> list[str]:
 
 
 def run(sizes: dict[str, Any]) -> dict[str, Any]:
-    from tests.redis_server import RedisCluster, RedisServer  # noqa: PLC0415 - the fixtures
-
     started = time.perf_counter()
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
-    with tempfile.TemporaryDirectory() as directory:
-        single = RedisServer(Path(directory) / "single")
-        single.directory.mkdir()
-        cluster = RedisCluster(Path(directory) / "cluster")
-        cluster.directory.mkdir()
-        try:
-            single.start()
-            cluster.start()
-            names = fleet_names(cluster.url)
-            assert single.process is not None
-            deployments = {
-                "single": (single.url, [(single.url, single.process.pid)], False),
-                "cluster": (
-                    cluster.url,
-                    [(node.url, node.process.pid) for node in cluster.nodes if node.process],
-                    True,
-                ),
-            }
-            for rep in range(sizes["reps"]):
-                for kind in KINDS if rep % 2 == 0 else KINDS[::-1]:
-                    print(f"fleet_cluster: {kind}, run {rep + 1} ...", file=sys.stderr)
-                    url, nodes, is_cluster = deployments[kind]
-                    results[kind].append(
-                        fs.scale(
-                            url,
-                            nodes,
-                            sizes["servers"],
-                            sizes["workers"],
-                            sizes["seconds"],
-                            names=names,
-                            cluster=is_cluster,
-                        )
+    with fs.redis_server() as single, fs.redis_cluster() as cluster:
+        names = fleet_names(cluster.url)
+        assert single.process is not None
+        deployments = {
+            "single": (single.url, [(single.url, single.process.pid)], False),
+            "cluster": (
+                cluster.url,
+                [(node.url, node.process.pid) for node in cluster.nodes if node.process],
+                True,
+            ),
+        }
+        for rep in range(sizes["reps"]):
+            for kind in KINDS if rep % 2 == 0 else KINDS[::-1]:
+                print(f"fleet_cluster: {kind}, run {rep + 1} ...", file=sys.stderr)
+                url, nodes, is_cluster = deployments[kind]
+                results[kind].append(
+                    fs.scale(
+                        url,
+                        nodes,
+                        sizes["servers"],
+                        sizes["workers"],
+                        sizes["seconds"],
+                        names=names,
+                        cluster=is_cluster,
                     )
-        finally:
-            cluster.stop()
-            single.stop()
+                )
     merged = {kind: _median(runs) for kind, runs in results.items()}
     return {
         "sizes": sizes,
@@ -148,18 +135,13 @@ def markdown(r: dict[str, Any]) -> str:
     )
 
 
+def _save(out: Path, text: str) -> None:
+    """Its own section of the file, the single-server figures around it kept."""
+    write_section(out, text, "fleet_cluster")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fleet_cluster")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks, not numbers")
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).with_name("FLEET.md"), help="Markdown file"
-    )
-    args = parser.parse_args()
-    results = run(dict(SMOKE if args.smoke else FULL))
-    text = markdown(results)
-    if not args.smoke:
-        write_section(args.out, text, "fleet_cluster")
-    print(text)
+    bench_main("python -m benchmarks.fleet_cluster", run, markdown, (FULL, SMOKE), _save)
 
 
 if __name__ == "__main__":

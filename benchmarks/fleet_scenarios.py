@@ -50,6 +50,20 @@ def redis_server() -> Iterator[Any]:
             server.stop()
 
 
+@contextlib.contextmanager
+def redis_cluster() -> Iterator[Any]:
+    """A local 3-master Redis Cluster (the tests' fixture class), stopped on the way out."""
+    from tests.redis_server import RedisCluster  # noqa: PLC0415 - the tests' own fixture class
+
+    with tempfile.TemporaryDirectory() as directory:
+        cluster = RedisCluster(Path(directory))
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 import acp_async
 from benchmarks import __main__ as bench
@@ -69,6 +73,32 @@ def test_fleet_on_a_cluster_beside_one_server_runs_at_tiny_sizes() -> None:
     assert [results[kind]["servers"] for kind in fleet_cluster.KINDS] == [20, 20]
     assert len(set(results["names"])) == 2
     assert "### 1,000,000 servers" in fleet_cluster.markdown(results)
+
+
+def test_fleet_benches_share_one_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both fleet benches' command line: --smoke prints and writes nothing, a full run
+    saves; the cluster's section survives a new run of the single-server figures."""
+    from benchmarks import fleet, fleet_cluster
+
+    out = tmp_path / "FLEET.md"
+    sizes = ({"size": "full"}, {"size": "smoke"})
+
+    def bench(*args: str, title: str, save: Callable[[Path, str], None]) -> None:
+        monkeypatch.setattr(sys, "argv", ["bench", "--out", str(out), *args])
+        fleet.bench_main("bench", dict, lambda r: f"# {title} {r['size']}", sizes, save)
+
+    bench("--smoke", title="single", save=fleet._rewrite)
+    assert not out.exists()
+    assert capsys.readouterr().out == "# single smoke\n"
+    bench(title="single", save=fleet._rewrite)
+    bench(title="cluster", save=fleet_cluster._save)
+    bench(title="single again", save=fleet._rewrite)
+    text = out.read_text()
+    assert text.startswith("# single again full\n")
+    assert "# cluster full" in text
+    assert "# single full" not in text
 
 
 def test_send_path_ladder_and_compare_run_at_tiny_sizes() -> None:
