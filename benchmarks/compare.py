@@ -1,6 +1,6 @@
 """The fan-out of an earlier commit and of the working tree, side by side in one run.
 
-    python -m benchmarks.compare [--base REV] [--reps N] [--requests N]
+    python -m benchmarks.compare [--base REV] [--reps N] [--requests N] [--tls] [--gzip]
 
 The package at ``REV`` (default ``main``) is exported from git and imported under another
 name, so both versions run in this one process against the same load server, in
@@ -23,22 +23,22 @@ import cProfile
 import importlib.util
 import io
 import pstats
+import ssl
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import aiohttp
 
 import acp_async
 
-from .http_scenarios import TOKEN, RawJson
+from .http_scenarios import Ours, RawJson, _connector
 from .server import LoadServer, Stopwatch
 from .stats import fmt, fmt_spread
 
@@ -67,68 +67,54 @@ def load_revision(revision: str, into: Path) -> ModuleType:
     return module
 
 
-class FanOut:
-    """(c) ``list_many`` with the given version's ``ACPClient``."""
-
-    is_async = True
+class FanOut(Ours):
+    """(c) ``list_many`` with the given version's ``ACPClient``; with ``trust_env``,
+    through a borrowed session made with aiohttp's ``trust_env=True``."""
 
     def __init__(
-        self, name: str, package: ModuleType, base_url: str, concurrency: int, trust_env: bool
+        self,
+        package: ModuleType,
+        base_url: str,
+        concurrency: int,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        trust_env: bool = False,
     ) -> None:
-        self.name = name
-        self._package = package
-        self._base = base_url
-        self._concurrency = concurrency
+        super().__init__(base_url, concurrency, ssl_context)
+        self.client_class = package.ACPClient
         self._trust_env = trust_env
-        self._client: Any = None
-        self._session: aiohttp.ClientSession | None = None
 
-    async def open(self) -> None:
-        if self._trust_env:
-            connector = aiohttp.TCPConnector(limit=100)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
-        self._client = self._package.ACPClient(
-            TOKEN, base_url=self._base, max_connections=100, session=self._session
-        )
-        await self._client.__aenter__()
-
-    async def run(self, ids: Sequence[str]) -> int:
-        done = 0
-        async for outcome in self._client.runs.list_many(
-            ids, limit=20, concurrency=self._concurrency
-        ):
-            if outcome.error is not None:
-                raise outcome.error
-            done += 1
-        return done
-
-    async def close(self) -> None:
-        await self._client.close()
-        if self._session is not None:
-            await self._session.close()
+    def _borrowed_session(self) -> aiohttp.ClientSession | None:
+        if not self._trust_env:
+            return super()._borrowed_session()
+        return aiohttp.ClientSession(connector=_connector(self._ssl), trust_env=True)
 
 
 def measure(
-    base: ModuleType, *, base_name: str, requests: int, concurrency: int, reps: int
+    base: ModuleType,
+    *,
+    base_name: str,
+    requests: int,
+    concurrency: int,
+    reps: int,
+    tls: bool = False,
+    gzipped: bool = False,
 ) -> dict[str, dict[str, list[float]]]:
     """Per scenario: requests per second and client CPU microseconds per request, per rep."""
     ids = [f"srv_{i % 1000:05d}" for i in range(requests)]
     warm = ids[:concurrency]
     results: dict[str, dict[str, list[float]]] = {}
-    with LoadServer() as server, asyncio.Runner() as runner:
-        makers = {
-            "b. aiohttp + json.loads": lambda: RawJson(server.base_url, concurrency),
-            f"c. list_many at {base_name}": lambda: FanOut(
-                "base", base, server.base_url, concurrency, False
-            ),
+    with LoadServer(tls=tls, gzipped=gzipped) as server, asyncio.Runner() as runner:
+        url, context = server.base_url, server.ssl_context
+        makers: dict[str, Callable[[], RawJson | FanOut]] = {
+            "b. aiohttp + json.loads": lambda: RawJson(url, concurrency, context),
+            f"c. list_many at {base_name}": lambda: FanOut(base, url, concurrency, context),
             f"c. list_many at {base_name} (A/A control)": lambda: FanOut(
-                "base", base, server.base_url, concurrency, False
+                base, url, concurrency, context
             ),
-            "c. list_many now": lambda: FanOut(
-                "now", acp_async, server.base_url, concurrency, False
-            ),
+            "c. list_many now": lambda: FanOut(acp_async, url, concurrency, context),
             "c. now, borrowed session with aiohttp trust_env=True": lambda: FanOut(
-                "env", acp_async, server.base_url, concurrency, True
+                acp_async, url, concurrency, context, trust_env=True
             ),
         }
         keys = list(makers)
@@ -196,6 +182,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=8, help="repetitions (8)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per run (2000)")
     parser.add_argument("--concurrency", type=int, default=50, help="in flight (50)")
+    parser.add_argument("--tls", action="store_true", help="over https (a local certificate)")
+    parser.add_argument("--gzip", action="store_true", help="the page gzip-encoded")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="acp-base-") as tmp:
         base = load_revision(args.base, Path(tmp))
@@ -205,7 +193,13 @@ def main() -> None:
             requests=args.requests,
             concurrency=args.concurrency,
             reps=args.reps,
+            tls=args.tls,
+            gzipped=args.gzip,
         )
+    print(
+        f"{'TLS' if args.tls else 'plain HTTP'}{', gzip' if args.gzip else ''}, "
+        f"{args.reps} repetitions, Python {sys.version.split()[0]}"
+    )
     print(table(results, base_name=args.base))
 
 

@@ -99,6 +99,7 @@ class Ours:
 
     name = "c. acp_async list_many"
     is_async = True
+    client_class: Any = ACPClient  # benchmarks.compare puts an earlier commit's here
 
     def __init__(
         self, base_url: str, concurrency: int, ssl_context: ssl.SSLContext | None = None
@@ -106,13 +107,17 @@ class Ours:
         self._base = base_url
         self._concurrency = concurrency
         self._ssl = ssl_context
-        self._client: ACPClient | None = None
+        self._client: Any = None
         self._session: aiohttp.ClientSession | None = None
 
+    def _borrowed_session(self) -> aiohttp.ClientSession | None:
+        if self._ssl is None:
+            return None
+        return aiohttp.ClientSession(connector=_connector(self._ssl))
+
     async def open(self) -> None:
-        if self._ssl is not None:
-            self._session = aiohttp.ClientSession(connector=_connector(self._ssl))
-        self._client = ACPClient(
+        self._session = self._borrowed_session()
+        self._client = self.client_class(
             TOKEN, base_url=self._base, max_connections=100, session=self._session
         )
         await self._client.__aenter__()
