@@ -37,31 +37,27 @@ from .payload import make_run
 STATE_KEYS = ("due", "claims", "state", "failing", "workers", "seq")
 
 
-@contextlib.contextmanager
-def redis_server() -> Iterator[Any]:
+def redis_server() -> contextlib.AbstractContextManager[Any]:
+    """A redis-server of the tests' fixture class, stopped on the way out."""
     from tests.redis_server import RedisServer  # noqa: PLC0415 - the tests' own fixture class
 
-    with tempfile.TemporaryDirectory() as directory:
-        server = RedisServer(Path(directory))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    return _started(RedisServer)
 
 
-@contextlib.contextmanager
-def redis_cluster() -> Iterator[Any]:
+def redis_cluster() -> contextlib.AbstractContextManager[Any]:
     """A local 3-master Redis Cluster (the tests' fixture class), stopped on the way out."""
     from tests.redis_server import RedisCluster  # noqa: PLC0415 - the tests' own fixture class
 
-    with tempfile.TemporaryDirectory() as directory:
-        cluster = RedisCluster(Path(directory))
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    return _started(RedisCluster)
+
+
+@contextlib.contextmanager
+def _started(deployment: Callable[[Path], Any]) -> Iterator[Any]:
+    """``deployment`` made in a temporary directory, started, and stopped at the end."""
+    from tests.redis_server import running  # noqa: PLC0415 - the tests' own fixtures
+
+    with tempfile.TemporaryDirectory() as directory, running(deployment(Path(directory))) as it:
+        yield it
 
 
 def _cpu_seconds(pid: int) -> float:

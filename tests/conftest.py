@@ -15,7 +15,7 @@ from aiohttp import web
 from acp_async import ACPClient
 from acp_async.testing import FakeACPServer, RecordedRequest, instant_backoff
 
-from .redis_server import VALKEY_SERVER, FleetRedis, RedisCluster, RedisServer, require
+from .redis_server import VALKEY_SERVER, FleetRedis, RedisCluster, RedisServer, require, running
 
 RUNS_ROUTE = "/v1/servers/{id}/runtime/agent/runs"
 
@@ -140,35 +140,23 @@ async def client(fake: FakeACPServer, no_backoff: None) -> AsyncIterator[ACPClie
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One redis-server per test process: each xdist worker starts its own, on its own
     port and in its own temporary directory (fleets in tests use their own names)."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running(RedisServer(tmp_path_factory.mktemp("redis"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """A Redis Cluster of three masters per test process, started once (about 2 s)."""
-    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        cluster.start()
+    with running(RedisCluster(tmp_path_factory.mktemp("cluster"))) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One valkey-server (8, from Debian's backports) per test process."""
     binary = require(VALKEY_SERVER, "valkey-server", "valkey-server from bookworm-backports")
-    server = RedisServer(tmp_path_factory.mktemp("valkey"), binary=binary)
-    server.start()
-    try:
+    with running(RedisServer(tmp_path_factory.mktemp("valkey"), binary=binary)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 DEPLOYMENTS = ("single", "cluster", "valkey")

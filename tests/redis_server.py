@@ -22,9 +22,9 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 import pytest
@@ -312,6 +312,25 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+class _Deployment(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+_D = TypeVar("_D", bound=_Deployment)
+
+
+@contextlib.contextmanager
+def running(deployment: _D) -> Iterator[_D]:
+    """``deployment`` started, and stopped however its user ends (a failed start too:
+    a cluster or sentinel stops the nodes it had started)."""
+    try:
+        deployment.start()
+        yield deployment
+    finally:
+        deployment.stop()
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:

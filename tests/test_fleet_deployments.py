@@ -24,7 +24,7 @@ from acp_async.fleet import RedisFleet
 from acp_async.fleet._store import Keys
 from acp_async.testing import FakeACPServer
 
-from .redis_server import RedisCluster, RedisSentinel, RedisServer, TLSFiles
+from .redis_server import RedisCluster, RedisSentinel, RedisServer, TLSFiles, running
 from .test_cli import assert_clean_error, cli_env, run
 from .test_fleet import collect, working
 from .test_fleet_processes import (
@@ -144,12 +144,8 @@ async def _aof_on(node: RedisServer) -> None:
 @pytest.fixture(scope="module")
 def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
     """A master, a replica and a sentinel for this module's tests (about 5 s to start)."""
-    deployment = RedisSentinel(tmp_path_factory.mktemp("sentinel"))
-    try:
-        deployment.start()
+    with running(RedisSentinel(tmp_path_factory.mktemp("sentinel"))) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 @contextlib.asynccontextmanager
@@ -212,12 +208,8 @@ async def test_cli_workers_ride_out_a_sentinel_failover(
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server that speaks TLS only, its certificate signed by a CA made now."""
-    server = RedisServer(tmp_path, tls=TLSFiles.make(tmp_path))
-    server.start()
-    try:
+    with running(RedisServer(tmp_path, tls=TLSFiles.make(tmp_path))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def test_the_cli_reaches_redis_over_tls_with_a_private_ca(

@@ -12,8 +12,6 @@ import asyncio
 import contextlib
 import json
 import random
-import signal
-import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from acp_async.fleet import RedisFleet
 from acp_async.metrics import PrometheusMetrics
 from acp_async.testing import FakeACPServer
 
+from .cli_processes import Logged, log_text, logged
 from .conftest import wait_until
 from .redis_server import RedisServer
 from .test_cli import cli_env
@@ -51,24 +50,14 @@ def shown(member: bytes) -> str:
 class LongLeaseWorkers(Workers):
     """CLI workers with this module's lease, so no claim is fenced and read twice."""
 
-    async def start(self) -> asyncio.subprocess.Process:
-        with self.log(len(self.procs)).open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "acp_async", "fleet", "worker",
-                *self.redis, "--fleet", self.fleet, "--interval", "0.05",
-                "--lease", str(LEASE), "--concurrency", "8", "-v",
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                env=cli_env(self.fake),
-            )  # fmt: skip
-        self.procs.append(proc)
-        return proc
+    lease, concurrency = LEASE, 8
 
 
-class Consumer:
+class Consumer(Logged):
     """``acp-async fleet events --json -v``: its events as read, its stderr kept."""
 
     def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
-        self.proc, self.log = proc, log
+        super().__init__(proc, log)
         self.events: list[dict[str, Any]] = []
         self._reader = asyncio.create_task(self._read())
 
@@ -85,27 +74,19 @@ class Consumer:
         }
 
     async def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.proc.wait(), 15)
+        code = await super().stop()
         await self._reader
         return code
 
 
 @contextlib.asynccontextmanager
 async def consumer(redis_url: str, fleet: str, log: Path) -> AsyncIterator[Consumer]:
-    with log.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "acp_async", "fleet", "events", "--json", "-v",
-            "--redis", redis_url, "--fleet", fleet, "--group", "check", "--consumer", "c1",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=err,
-            env=cli_env(),
-        )  # fmt: skip
-    try:
+    async with logged(
+        "fleet", "events", "--json", "-v",
+        "--redis", redis_url, "--fleet", fleet, "--group", "check", "--consumer", "c1",
+        log=log, env=cli_env(), stdout=asyncio.subprocess.PIPE,
+    ) as proc:  # fmt: skip
         yield Consumer(proc, log)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 class Hostile:
@@ -148,7 +129,7 @@ class Hostile:
 
 
 def count_in(logs: list[Path], text: str) -> int:
-    return sum(path.read_text(errors="replace").count(text) for path in logs)
+    return sum(log_text(path).count(text) for path in logs)
 
 
 async def test_hostile_entries_never_stop_a_fleet(
@@ -221,8 +202,7 @@ async def _until_stream_skipped(reader: Consumer, hostile: Hostile) -> None:
     """Until the consumer logged every bad stream entry."""
     await wait_until(
         lambda: all(
-            f"entry {entry_id} is malformed" in reader.log.read_text(errors="replace")
-            for entry_id in hostile.stream
+            f"entry {entry_id} is malformed" in reader.err() for entry_id in hostile.stream
         ),
         30,
     )

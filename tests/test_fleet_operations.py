@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,8 +20,9 @@ from acp_async.fleet import RedisFleet
 from acp_async.fleet._store import Commit, RedisStore, Trip
 from acp_async.testing import FakeACPServer
 
+from .cli_processes import Logged, logged
 from .conftest import wait_until
-from .redis_server import RedisServer
+from .redis_server import RedisServer, running
 from .test_cli import cli_env, run
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) \S")
@@ -31,45 +30,18 @@ INTERVAL = "0.05"
 LEASE = "10"  # long: a poll slowed by a busy machine is never cut (a timeout, not a 404)
 
 
-class Worker:
-    """One ``acp-async fleet worker`` process; its stderr in a file, read as it grows."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, log: Path) -> None:
-        self.proc, self.log = proc, log
-
-    def err(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def shows(self, text: str, within: float = 20.0) -> None:
-        try:
-            await wait_until(lambda: text in self.err(), within)
-        except TimeoutError:
-            raise AssertionError(f"{text!r} never logged:\n{self.err()}") from None
-
-    async def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), 15)
-
-
 @contextlib.asynccontextmanager
 async def worker(
     redis_url: str, fleet: str, fake: FakeACPServer, log: Path, *flags: str
-) -> AsyncIterator[Worker]:
+) -> AsyncIterator[Logged]:
     """A worker as users start one, the Redis URL in ACP_REDIS_URL; killed if still alive."""
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "acp_async", "fleet", "worker",
-            "--fleet", fleet, "--interval", INTERVAL, "--lease", LEASE, "--concurrency", "4",
-            *flags,
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-            env=cli_env(fake, ACP_REDIS_URL=redis_url),
-        )  # fmt: skip
-    try:
-        yield Worker(proc, log)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with logged(
+        "fleet", "worker",
+        "--fleet", fleet, "--interval", INTERVAL, "--lease", LEASE, "--concurrency", "4",
+        *flags,
+        log=log, env=cli_env(fake, ACP_REDIS_URL=redis_url),
+    ) as proc:  # fmt: skip
+        yield Logged(proc, log)
 
 
 class NoPersistence(RedisServer):
@@ -83,12 +55,8 @@ class NoPersistence(RedisServer):
 
 @pytest.fixture(scope="module")
 def volatile_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NoPersistence]:
-    server = NoPersistence(tmp_path_factory.mktemp("volatile-redis"))
-    server.start()
-    try:
+    with running(NoPersistence(tmp_path_factory.mktemp("volatile-redis"))) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # -- a worker's log lines ---------------------------------------------------------------

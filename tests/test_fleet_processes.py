@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import random
 import signal
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from acp_async.fleet import FleetEvent, RedisFleet
 from acp_async.testing import FakeACPServer
 
+from .cli_processes import kill_group, log_text, start_logged
 from .conftest import every_deployment, wait_until
 from .redis_server import FleetRedis, RedisServer
 from .test_cli import cli_env, run
@@ -33,6 +33,8 @@ ORDER = {"queued": 0, "running": 1, "completed": 2, "failed": 2, "cancelled": 2}
 
 class Workers:
     """``acp-async fleet worker`` processes, stderr kept in files."""
+
+    lease, concurrency = LEASE, 4  # a subclass may take others
 
     def __init__(
         self,
@@ -51,25 +53,15 @@ class Workers:
 
     async def start(self) -> asyncio.subprocess.Process:
         """One more worker; ``-v``: its retries (Redis gone) are in its log."""
-        log = self.log(len(self.procs)).open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "acp_async",
-            "fleet",
-            "worker",
-            *self.redis,
+        proc = await start_logged(
+            "fleet", "worker", *self.redis,
             "--fleet", self.fleet,
             "--interval", str(INTERVAL),
-            "--lease", str(LEASE),
-            "--concurrency", "4",
+            "--lease", str(self.lease),
+            "--concurrency", str(self.concurrency),
             "-v",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=cli_env(self.fake, **self.env),
+            log=self.log(len(self.procs)), env=cli_env(self.fake, **self.env),
         )  # fmt: skip
-        log.close()
         self.procs.append(proc)
         return proc
 
@@ -86,9 +78,7 @@ class Workers:
 
     async def kill_all(self) -> None:
         for proc in self.procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_group(proc)
 
 
 @contextlib.asynccontextmanager
@@ -184,7 +174,7 @@ async def churn(fake: FakeACPServer, rng: random.Random, steps: int) -> None:
 
 def met_the_outage(group: Workers, index: int) -> bool:
     """The worker's log says Redis was gone and it retries."""
-    return "is unavailable" in group.log(index).read_text(errors="replace")
+    return "is unavailable" in log_text(group.log(index))
 
 
 async def lease_over(fleet: RedisFleet, lease: float) -> None:

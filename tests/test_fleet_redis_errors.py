@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import re
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,11 @@ import redis
 from acp_async.fleet import FleetRedisError, RedisFleet, RedisUnavailableError
 from acp_async.testing import FakeACPServer
 
+from .cli_processes import log_text, logged
 from .conftest import wait_until
 from .redis_server import RedisCluster, RedisServer, free_port
 from .test_cli import Result, cli_env, interrupt, read_line, run, start
+from .test_fleet import collect
 
 PASSWORD = "pw-Secret-7f3a9c"  # the right one: never printed
 WRONG = "wrong-Secret-91c2e4"  # a wrong one: never printed either
@@ -219,23 +220,14 @@ class UserRedis(RedisServer):
         return [*super()._args(), "--user", "fleet", "on", f">{PASSWORD}", "~*", "&*", "+@all"]
 
 
-@contextlib.asynccontextmanager
-async def worker_process(
+def worker_process(
     redis_url: str, fleet: str, fake: FakeACPServer, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
+) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
     """``acp-async fleet worker -v``, stdout and stderr in ``log``; killed at the end."""
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "acp_async", "fleet", "worker",
-            "--redis", redis_url, "--fleet", fleet, "--interval", "0.05", "-v",
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=cli_env(fake),
-        )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    return logged(
+        "fleet", "worker", "--redis", redis_url, "--fleet", fleet, "--interval", "0.05", "-v",
+        log=log, env=cli_env(fake),
+    )  # fmt: skip
 
 
 async def test_redis_down_at_start_then_up_the_worker_goes_on(
@@ -254,18 +246,11 @@ async def test_redis_down_at_start_then_up_the_worker_goes_on(
             FakeACPServer(servers=2, runs_per_server=1) as fake,
             worker_process(redis_url, fleet_name, fake, log) as proc,
         ):
-            text = lambda: log.read_text(errors="replace")  # noqa: E731
-            await wait_until(lambda: "is unavailable" in text(), 20)
+            await wait_until(lambda: "is unavailable" in log_text(log), 20)
             server.start()
             async with RedisFleet(redis_url, name=fleet_name, interval=0.05) as fleet:
                 await fleet.add(fake.server_ids)
-                events = []
-                stream = fleet.events("g", "c", block=0.05)
-                async with contextlib.aclosing(stream), asyncio.timeout(30):
-                    async for event in stream:
-                        events.append(event)
-                        if len(events) == 2:
-                            break
+                events = await collect(fleet, 2, timeout=30)
             assert proc.returncode is None
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 15)
@@ -273,7 +258,7 @@ async def test_redis_down_at_start_then_up_the_worker_goes_on(
         server.kill()
     assert code == 0
     assert {e.server_id for e in events} == set(fake.server_ids)
-    lines = log.read_text(errors="replace").splitlines()
+    lines = log_text(log).splitlines()
     unavailable = [line for line in lines if "is unavailable" in line and "; retry " not in line]
     assert len(unavailable) == 1, lines  # once, however many tries it took (-v: and retries)
     assert " WARNING " in unavailable[0], unavailable

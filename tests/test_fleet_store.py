@@ -17,18 +17,14 @@ import redis.asyncio as aioredis
 
 from acp_async.fleet._store import SCRIPTS, Keys, RedisStore, Trip
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, running
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server for this test alone: its command counts are this test's."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
+    with running(RedisServer(tmp_path)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
