@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ import pytest
 from acp_async.fleet import RedisFleet
 from acp_async.testing import FakeACPServer
 
+from .cli_processes import kill_group
 from .conftest import wait_until
 from .redis_server import RedisServer
 from .test_cli import Result, cli_env, read_line
@@ -69,10 +69,7 @@ async def running(
     try:
         yield proc
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        await kill_group(proc)
 
 
 async def stop(proc: asyncio.subprocess.Process) -> Result:
