@@ -22,7 +22,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -419,6 +419,26 @@ class RedisSentinel:
     def sentinel_address(self) -> tuple[str, int]:
         assert self.sentinel is not None
         return ("127.0.0.1", self.sentinel.port)
+
+    @contextlib.asynccontextmanager
+    async def master_client(self, **options: Any) -> AsyncIterator[Any]:
+        """``Sentinel(...).master_for(MASTER)``, as a user makes it with redis-py, each
+        password where it goes (``options``: more of Sentinel's); closed at the end with
+        the sentinels' own clients."""
+        from redis.asyncio.sentinel import Sentinel
+
+        if self.sentinel_password is not None:
+            options.setdefault("sentinel_kwargs", {"password": self.sentinel_password})
+        if self.password is not None:
+            options.setdefault("password", self.password)
+        sentinels = Sentinel([self.sentinel_address], **options)  # type: ignore[no-untyped-call]
+        client = sentinels.master_for(self.MASTER)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+            for own in sentinels.sentinels:
+                await own.aclose()
 
     def start(self) -> None:
         common = ["--tls-replication", "yes"] if self.tls else []

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,20 +148,6 @@ def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel
         yield deployment
 
 
-@contextlib.asynccontextmanager
-async def _master_of(sentinel: RedisSentinel) -> AsyncIterator[aioredis.Redis]:
-    """``Sentinel(...).master_for(name)``, as a user makes it (closed here, with the
-    sentinel's own client)."""
-    sentinels = Sentinel([sentinel.sentinel_address], socket_timeout=5.0)  # type: ignore[no-untyped-call]
-    client = sentinels.master_for(RedisSentinel.MASTER)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-        for own in sentinels.sentinels:
-            await own.aclose()
-
-
 async def test_cli_workers_ride_out_a_sentinel_failover(
     sentinel: RedisSentinel, fleet_name: str, tmp_path: Path
 ) -> None:
@@ -175,7 +161,7 @@ async def test_cli_workers_ride_out_a_sentinel_failover(
     async with (
         FakeACPServer(servers=8, runs_per_server=2, seed=5) as fake,
         workers(args, fleet_name, fake, tmp_path, env=env) as group,
-        _master_of(sentinel) as client,
+        sentinel.master_client(socket_timeout=5.0) as client,
         RedisFleet(client, name=fleet_name, interval=INTERVAL) as fleet,
     ):
         await fleet.add(fake.server_ids)

@@ -7,10 +7,9 @@ anything the CLI prints.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,11 @@ import pytest
 pytest.importorskip("redis")
 
 import redis
-import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel
 
 from acp_async.fleet import RedisFleet
 from acp_async.testing import FakeACPServer
 
-from .redis_server import RedisSentinel, RedisServer
+from .redis_server import RedisSentinel, RedisServer, running
 from .test_cli import Result, assert_clean_error, cli_env, interrupt, read_line, run, start
 from .test_fleet import collect
 from .test_fleet_processes import workers
@@ -40,27 +37,20 @@ pytestmark = pytest.mark.usefixtures("no_backoff")
 def locked_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
     """A master and a replica that ask for PASSWORD, and a sentinel that asks for
     SENTINEL_PASSWORD (about 5 s to start)."""
-    deployment = RedisSentinel(
+    locked = RedisSentinel(
         tmp_path_factory.mktemp("locked-sentinel"),
         password=PASSWORD,
         sentinel_password=SENTINEL_PASSWORD,
     )
-    try:
-        deployment.start()
+    with running(locked) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 @pytest.fixture(scope="module")
 def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server of its own that asks every client for PASSWORD."""
-    server = RedisServer(tmp_path_factory.mktemp("locked"), password=PASSWORD)
-    server.start()
-    try:
+    with running(RedisServer(tmp_path_factory.mktemp("locked"), password=PASSWORD)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def sentinel_env(
@@ -82,23 +72,6 @@ def assert_no_secret(*results: Result, text: str = "") -> None:
         assert secret not in text
 
 
-@contextlib.asynccontextmanager
-async def master_of(deployment: RedisSentinel) -> AsyncIterator[aioredis.Redis]:
-    """The master, as a user reaches it with redis-py: each password where it goes."""
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
-        [deployment.sentinel_address],
-        sentinel_kwargs={"password": SENTINEL_PASSWORD},
-        password=PASSWORD,
-    )
-    client = sentinels.master_for(RedisSentinel.MASTER)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-        for own in sentinels.sentinels:
-            await own.aclose()
-
-
 async def test_the_cli_reaches_a_sentinel_deployment_with_passwords(
     locked_sentinel: RedisSentinel, fleet_name: str, tmp_path: Path
 ) -> None:
@@ -116,7 +89,7 @@ async def test_the_cli_reaches_a_sentinel_deployment_with_passwords(
         args = ["--redis-sentinel", f"{host}:{port}", "--redis-master", RedisSentinel.MASTER]
         async with (
             workers(args, fleet_name, fake, tmp_path, env=RIGHT) as group,
-            master_of(locked_sentinel) as client,
+            locked_sentinel.master_client() as client,
             RedisFleet(client, name=fleet_name) as fleet,
         ):
             await group.start()
