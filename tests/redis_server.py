@@ -107,10 +107,21 @@ class TLSFiles:
             directory / "server.key",
         )
         extensions = directory / "san.cnf"
-        extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        # What Python 3.13's default context demands (VERIFY_X509_STRICT): key usages on
+        # both, a key identifier naming the CA's, and the leaf marked as no CA.
+        extensions.write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
+        )
         for args in (
             ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
-             "-days", "2", "-subj", "/CN=acp-async test CA"],
+             "-days", "2", "-subj", "/CN=acp-async test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
             ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
              "-subj", "/CN=127.0.0.1"],
             ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
