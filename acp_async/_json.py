@@ -99,9 +99,10 @@ def _std_loads(document: bytes) -> Any:
     except RecursionError:
         value = _decode_deep(text)
     else:
-        if sys.getrecursionlimit() <= LOADS_DEPTH and sys.version_info < (3, 12):
-            pass  # each level counted against that limit: it did not nest deeper
-        elif text.count("[") + text.count("{") > LOADS_DEPTH and _depth(text) > LOADS_DEPTH:
+        # On 3.11 each level counts against the recursion limit: one no higher than
+        # LOADS_DEPTH already kept the document from nesting deeper.
+        bounded = sys.version_info < (3, 12) and sys.getrecursionlimit() <= LOADS_DEPTH
+        if not bounded and _deeper_than(LOADS_DEPTH, text):
             raise ValueError(f"nested deeper than {LOADS_DEPTH} levels")
     if _SURROGATE_ESCAPE.search(document) and _has_surrogate(value):
         raise ValueError("a lone surrogate in a string")
@@ -122,16 +123,18 @@ def _decode_deep(text: str) -> Any:
         raise ValueError(f"nested deeper than {LOADS_DEPTH} levels") from None
     finally:
         sys.setrecursionlimit(limit)
-    if _depth(text) > LOADS_DEPTH:
+    if _deeper_than(LOADS_DEPTH, text):
         raise ValueError(f"nested deeper than {LOADS_DEPTH} levels")
     return value
 
 
-def _depth(text: str) -> int:
-    """How deep valid JSON ``text`` nests (a linear scan, run only when its brackets are
-    many enough that it might nest too deep)."""
+def _deeper_than(limit: int, text: str) -> bool:
+    """Whether valid JSON ``text`` nests deeper than ``limit``: a linear scan, run only
+    when its brackets are many enough that it might."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
     brackets = _NOT_BRACKETS.sub("", text)
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
 
 
 def _has_surrogate(value: Any) -> bool:
@@ -170,7 +173,7 @@ def _as_orjson(encoders: tuple[json.JSONEncoder, json.JSONEncoder], value: Any) 
         text, rewrite = lenient.encode(value), True
     except RecursionError:
         raise ValueError(f"nested deeper than {DUMPS_DEPTH} levels") from None
-    if text.count("[") + text.count("{") > DUMPS_DEPTH and _depth(text) > DUMPS_DEPTH:
+    if _deeper_than(DUMPS_DEPTH, text):
         raise ValueError(f"nested deeper than {DUMPS_DEPTH} levels")
     if rewrite:
         text = _REWRITE.sub(_orjson_number, text)
