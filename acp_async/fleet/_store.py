@@ -319,7 +319,7 @@ class RedisStore:
             self.keys.errors, server_ids
         )
         return {
-            sid.decode(errors="backslashreplace"): ""
+            _readable(sid): ""
             if error is None
             else one_line(error.decode(errors="replace"), ERROR_LIMIT)
             for sid, error in zip(server_ids, errors, strict=True)
@@ -355,7 +355,7 @@ class RedisStore:
             groups = await self._groups()
         pending: dict[str, int] = {}
         for info in groups:
-            pending[_group_name(info["name"])] = int(info["pending"])
+            pending[_readable(info["name"])] = int(info["pending"])
         return FleetStatus(
             int(servers),
             int(workers),
@@ -458,9 +458,9 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _group_name(name: bytes | str) -> str:
-    """A consumer group's name: any bytes, so what is not UTF-8 is kept as ``\\xff``
-    escapes rather than failing ``status()``."""
+def _readable(name: bytes | str) -> str:
+    """A name Redis holds as any bytes (a consumer group's, a failing server's): what is
+    not UTF-8 is kept as ``\\xff`` escapes rather than failing ``status()``/``failing()``."""
     return name.decode(errors="backslashreplace") if isinstance(name, bytes) else str(name)
 
 
